@@ -1,0 +1,5 @@
+"""flower-assets: the aT Yangjae flower auctions as Dagster assets."""
+
+from flower_assets.definitions import defs
+
+__all__ = ["defs"]

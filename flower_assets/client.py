@@ -1,0 +1,211 @@
+"""httpx client for the aT flower-auction API (kind f001), with retries, paging and redaction."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from urllib.parse import quote
+
+import httpx
+
+from flower_assets.categories import Category
+from flower_assets.errors import (
+    ApiHttpError,
+    ApiRejectedRequest,
+    ApiUnavailable,
+    MalformedResponse,
+    QuotaExceeded,
+)
+from flower_assets.parsing import ApiItem, parse_page
+
+REDACTED = "***"
+_KEY_IN_URL = re.compile(r"(serviceKey=)[^&\s'\"]*", re.IGNORECASE)
+
+# resultCd values that retrying cannot fix, with what they mean in English.
+REJECTED_RESULT_CODES: dict[str, str] = {
+    "1": "wrong service key",
+    "2": "the service key is outside its validity period",
+    "3": "the service key is not approved for this API",
+    "5": "a request parameter is invalid (kind / serviceKey / dataType / flowerGubn)",
+}
+QUOTA_RESULT_CODE = "4"
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """Remove a service key from text: any serviceKey= URL parameter and the literal value."""
+    text = _KEY_IN_URL.sub(rf"\g<1>{REDACTED}", text)
+    if secret:
+        for form in {secret, quote(secret, safe=""), quote(secret)}:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+class _RedactServiceKey(logging.Filter):
+    """httpx logs every request URL at INFO; the URL carries the key as a query parameter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+_redaction_filter = _RedactServiceKey()
+for _name in ("httpx", "httpcore"):
+    if _redaction_filter not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_redaction_filter)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter."""
+
+    max_attempts: int = 5
+    base_delay_s: float = 0.5
+    max_delay_s: float = 20.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+
+@dataclass
+class CategoryDay:
+    """Everything one category answered for one auction date."""
+
+    auction_date: date
+    category: Category
+    items: list[ApiItem]
+    api_calls: int
+    pages: int
+    duplicates_dropped: int
+    fetched_at: datetime
+
+
+@dataclass
+class AtFlowerClient:
+    """Fetches one auction date and category, one large page at a time.
+
+    The server pages by row number over an order with ties, so pages can overlap: we ask for
+    one page large enough for the day, keep paging only while a page comes back full, and drop
+    any row whose five-field key an earlier page already returned.
+    """
+
+    base_url: str
+    service_key: str
+    page_size: int = 5000
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(60.0, connect=10.0))
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    max_pages: int = 200
+    _http: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> AtFlowerClient:
+        self._http = httpx.Client(timeout=self.timeout, transport=self.transport)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def fetch_day(self, auction_date: date, category: Category) -> CategoryDay:
+        seen: set[tuple] = set()
+        items: list[ApiItem] = []
+        duplicates = 0
+        calls = 0
+        fetched_at = datetime.now(UTC)
+        for page_number in range(1, self.max_pages + 1):
+            page, attempts = self._fetch_page(auction_date, category, page_number)
+            calls += attempts
+            for item in page:
+                key = item.key()
+                # Only rows repeated from an earlier page are paging artefacts; a key repeated
+                # inside one page is the server's own answer and is kept for quarantine.
+                if key in seen:
+                    duplicates += 1
+                    continue
+                items.append(item)
+            seen.update(item.key() for item in page)
+            if len(page) < self.page_size:
+                return CategoryDay(
+                    auction_date, category, items, calls, page_number, duplicates, fetched_at
+                )
+        raise ApiUnavailable(
+            auction_date,
+            category.label,
+            f"still full pages after {self.max_pages} pages of {self.page_size} rows; giving up",
+        )
+
+    def _params(self, auction_date: date, category: Category, page_number: int) -> dict[str, str]:
+        return {
+            "kind": "f001",
+            "serviceKey": self.service_key,
+            "baseDate": auction_date.isoformat(),
+            "flowerGubn": category.code,
+            "dataType": "json",
+            "countPerPage": str(self.page_size),
+            "currentPage": str(page_number),
+        }
+
+    def _fetch_page(
+        self, auction_date: date, category: Category, page_number: int
+    ) -> tuple[list[ApiItem], int]:
+        """One page, retried on transient faults. Returns the items and the calls it took."""
+        if self._http is None:
+            raise RuntimeError("use AtFlowerClient as a context manager")
+        params = self._params(auction_date, category, page_number)
+        last_cause = ""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                response = self._http.get(self.base_url, params=params)
+                self._check_status(response, auction_date, category)
+                return self._read_page(response.content, auction_date, category), attempt
+            except httpx.TransportError as exc:
+                last_cause = f"{type(exc).__name__}: {exc}"
+            except (_TransientStatus, MalformedResponse) as exc:
+                last_cause = str(exc)
+            if attempt < self.retry.max_attempts:
+                self.sleep(self.retry.delay(attempt, self.rng))
+        raise ApiUnavailable(
+            auction_date,
+            category.label,
+            f"page {page_number} failed {self.retry.max_attempts} times; last cause: "
+            f"{redact(last_cause, self.service_key)}",
+        )
+
+    def _check_status(
+        self, response: httpx.Response, auction_date: date, category: Category
+    ) -> None:
+        if response.status_code < 400:
+            return
+        where = f"HTTP {response.status_code} from {redact(str(response.url), self.service_key)}"
+        if response.status_code in RETRYABLE_STATUS:
+            raise _TransientStatus(where)
+        # Any other 4xx is a request we got wrong; retrying will not heal it.
+        raise ApiHttpError(auction_date, category.label, where)
+
+    def _read_page(self, body: bytes, auction_date: date, category: Category) -> list[ApiItem]:
+        page = parse_page(body)
+        if page.result_code == "0":
+            return page.items
+        if page.result_code == QUOTA_RESULT_CODE:
+            raise QuotaExceeded(
+                auction_date, category.label, page.result_message, datetime.now(UTC)
+            )
+        meaning = REJECTED_RESULT_CODES.get(
+            page.result_code, "an error code the API does not document"
+        )
+        raise ApiRejectedRequest(
+            auction_date, category.label, page.result_code, meaning, page.result_message
+        )
+
+
+class _TransientStatus(Exception):
+    """An HTTP status worth retrying (429, 5xx)."""

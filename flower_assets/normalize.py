@@ -1,0 +1,289 @@
+"""Pure polars functions: API items -> raw rows -> quarantine split -> item / variety / records.
+
+Nothing here touches Dagster, the network or a database.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import polars as pl
+
+from flower_assets.categories import KOREAN_NAMES, Category
+from flower_assets.parsing import ApiItem
+from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
+
+# raw column -> API field
+NAME_FIELDS: dict[str, str] = {"flower_type": "pumName", "flower_name": "goodName", "grade": "lvNm"}
+AMOUNT_FIELDS: dict[str, str] = {
+    "quantity": "totQty",
+    "max_price": "maxAmt",
+    "min_price": "minAmt",
+    "avg_price": "avgAmt",
+    "total_price": "totAmt",
+}
+# An integer as the API writes it, optionally with thousands separators ("1,800").
+_INTEGER = r"^\s*-?(\d+|\d{1,3}(,\d{3})+)\s*$"
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def raw_rows(
+    items: list[ApiItem], auction_date: date, category: Category, fetched_at: datetime
+) -> pl.DataFrame:
+    """Items of one answer as raw rows. Texts stay verbatim; amounts that are not integers are null."""
+    columns: dict[str, list] = {name: [] for name in (*NAME_FIELDS, *AMOUNT_FIELDS)}
+    for item in items:
+        for column, field in (NAME_FIELDS | AMOUNT_FIELDS).items():
+            columns[column].append(_text(item.fields.get(field)))
+    frame = pl.DataFrame(
+        {
+            **{
+                column: pl.Series(column, values, dtype=pl.String)
+                for column, values in columns.items()
+            },
+            "raw_item": pl.Series(
+                [item.raw.decode("utf-8", "replace") for item in items], dtype=pl.String
+            ),
+        }
+    )
+    return frame.select(
+        pl.lit(auction_date, pl.Date).alias("auction_date"),
+        pl.lit(category.korean_name).alias("flower_gubn"),
+        *NAME_FIELDS,
+        *(_integer(pl.col(column)).alias(column) for column in AMOUNT_FIELDS),
+        "raw_item",
+        pl.lit(fetched_at, pl.Datetime("us", "UTC")).alias("fetched_at"),
+    ).cast(RAW.polars_schema)
+
+
+def _integer(text: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(text.str.contains(_INTEGER))
+        .then(text.str.replace_all(r"[,\s]", "").cast(pl.Int64, strict=False))
+        .otherwise(None)
+    )
+
+
+def _field(name: str) -> pl.Expr:
+    return pl.col("raw_item").str.json_path_match(f"$.{name}")
+
+
+def _has_field(name: str) -> pl.Expr:
+    # json_path_match cannot tell a missing field from a JSON null; the key's presence can.
+    return pl.col("raw_item").str.contains(f'"{name}"\\s*:')
+
+
+def _blank(column: str) -> pl.Expr:
+    return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+
+
+def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
+    """(reason, condition that rejects a row, sentence) in order of precedence."""
+    key = ["auction_date", "flower_gubn", "flower_type", "flower_name", "grade"]
+    rules: list[tuple[str, pl.Expr, pl.Expr]] = []
+    for field in (NAME_FIELDS | AMOUNT_FIELDS).values():
+        rules.append(
+            (
+                "missing_field",
+                ~_has_field(field),
+                pl.lit(f"the API field {field} is missing (schema drift?)"),
+            )
+        )
+    rules.append(
+        (
+            "unknown_category",
+            ~_field("flowerGubn").is_in(KOREAN_NAMES),
+            pl.format(
+                "flowerGubn {} is not one of 절화/관엽/난/춘란",
+                _field("flowerGubn").fill_null("null"),
+            ),
+        )
+    )
+    rules.append(
+        (
+            "category_mismatch",
+            _field("flowerGubn") != pl.col("flower_gubn"),
+            pl.format(
+                "flowerGubn {} answered a request for {}",
+                _field("flowerGubn"),
+                pl.col("flower_gubn"),
+            ),
+        )
+    )
+    rules.append(
+        (
+            "wrong_sale_date",
+            _field("saleDate").fill_null("") != pl.col("auction_date").dt.to_string("%Y-%m-%d"),
+            pl.format(
+                "saleDate {} is not the auction date asked for ({})",
+                _field("saleDate").fill_null("null"),
+                pl.col("auction_date"),
+            ),
+        )
+    )
+    for column, field in NAME_FIELDS.items():
+        rules.append(("empty_name", _blank(column), pl.lit(f"{field} ({column}) is empty")))
+    for column, field in AMOUNT_FIELDS.items():
+        rules.append(
+            (
+                "non_numeric_amount",
+                pl.col(column).is_null(),
+                pl.format(f"{field} is {{}}, not an integer", _field(field).fill_null("null")),
+            )
+        )
+    for column, field in AMOUNT_FIELDS.items():
+        rules.append(
+            (
+                "negative_amount",
+                pl.col(column) < 0,
+                pl.format(f"{field} is negative ({{}})", pl.col(column)),
+            )
+        )
+    rules.append(
+        (
+            "non_positive_quantity",
+            pl.col("quantity") <= 0,
+            pl.format("totQty is {}; a traded row has a positive quantity", pl.col("quantity")),
+        )
+    )
+    rules.append(
+        (
+            "min_above_max",
+            pl.col("min_price") > pl.col("max_price"),
+            pl.format("minAmt {} is above maxAmt {}", pl.col("min_price"), pl.col("max_price")),
+        )
+    )
+    # Identical repeats of a row are harmless copies; the same key with different numbers is a
+    # conflict we cannot settle, so every row of it is kept aside.
+    rules.append(
+        (
+            "duplicate_key",
+            pl.len().over(key) > pl.len().over([*key, "raw_item"]),
+            pl.lit(
+                "another row of this answer has the same date, category, item, variety and grade but different numbers"
+            ),
+        )
+    )
+    rules.append(
+        (
+            "duplicate_row",
+            pl.int_range(pl.len()).over([*key, "raw_item"]) > 0,
+            pl.lit("an identical copy of an earlier row in the same answer"),
+        )
+    )
+    return rules
+
+
+def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split raw rows into those that can be loaded and the rejected ones with a reason.
+
+    Every raw row lands in exactly one of the two frames.
+    """
+    reason = pl.lit(None, pl.String)
+    sentence = pl.lit(None, pl.String)
+    for code, rejects, text in reversed(_rules()):
+        hit = rejects.fill_null(False)
+        reason = pl.when(hit).then(pl.lit(code)).otherwise(reason)
+        sentence = pl.when(hit).then(text).otherwise(sentence)
+    judged = raw.with_columns(reason.alias("reason"), sentence.alias("reason_text"))
+    loadable = judged.filter(pl.col("reason").is_null()).select(RAW.columns)
+    rejected = judged.filter(pl.col("reason").is_not_null()).select(REJECTED.columns)
+    return loadable, rejected.cast(REJECTED.polars_schema)
+
+
+def _clean(column: str) -> pl.Expr:
+    # Names are kept verbatim in the raw layer; the masters use them without stray spaces.
+    return pl.col(column).str.strip_chars()
+
+
+def items_seen(loadable: pl.DataFrame) -> pl.DataFrame:
+    """Distinct items (category, item name) with the dates they were seen on."""
+    return (
+        loadable.group_by("flower_gubn", _clean("flower_type").alias("name"))
+        .agg(
+            pl.col("auction_date").min().alias("first_seen_date"),
+            pl.col("auction_date").max().alias("last_seen_date"),
+        )
+        .sort("flower_gubn", "name")
+    )
+
+
+def _with_item_ids(loadable: pl.DataFrame, flower_types: pl.DataFrame) -> pl.DataFrame:
+    return loadable.with_columns(_clean("flower_type").alias("item_name")).join(
+        flower_types.select(
+            pl.col("id").alias("flower_type_id"), "flower_gubn", pl.col("name").alias("item_name")
+        ),
+        on=["flower_gubn", "item_name"],
+        how="left",
+        validate="m:1",
+    )
+
+
+def varieties_seen(loadable: pl.DataFrame, flower_types: pl.DataFrame) -> pl.DataFrame:
+    """Distinct varieties (item id, variety name) with the dates they were seen on."""
+    joined = _with_item_ids(loadable, flower_types)
+    _require_all_matched(joined, "flower_type_id", "item", "flower_types")
+    return (
+        joined.group_by("flower_type_id", _clean("flower_name").alias("name"))
+        .agg(
+            pl.col("auction_date").min().alias("first_seen_date"),
+            pl.col("auction_date").max().alias("last_seen_date"),
+        )
+        .sort("flower_type_id", "name")
+    )
+
+
+def auction_records(
+    loadable: pl.DataFrame, flower_types: pl.DataFrame, flowers: pl.DataFrame
+) -> pl.DataFrame:
+    """Loadable raw rows as bidding_flowers rows, keyed by variety id."""
+    joined = _with_item_ids(loadable, flower_types).with_columns(
+        _clean("flower_name").alias("variety_name")
+    )
+    joined = joined.join(
+        flowers.select(
+            pl.col("id").alias("flower_id"), "flower_type_id", pl.col("name").alias("variety_name")
+        ),
+        on=["flower_type_id", "variety_name"],
+        how="left",
+        validate="m:1",
+    )
+    _require_all_matched(joined, "flower_id", "variety", "flowers")
+    return (
+        joined.select(BIDDING.columns)
+        .with_columns(pl.col("grade").str.strip_chars())
+        .cast(BIDDING.polars_schema)
+    )
+
+
+def _require_all_matched(joined: pl.DataFrame, id_column: str, what: str, table: str) -> None:
+    missing = joined.filter(pl.col(id_column).is_null())
+    if missing.height:
+        first = missing.row(0, named=True)
+        raise LookupError(
+            f"{missing.height} rows of {first['auction_date']} ({first['flower_gubn']}) name an {what}"
+            f" that is not in {table} yet, e.g. {first['flower_type']!r}/{first['flower_name']!r};"
+            f" materialize {table} for this auction date first"
+        )
+
+
+def rows_per_category(frame: pl.DataFrame) -> dict[str, int]:
+    counts = dict(frame.group_by("flower_gubn").len().iter_rows())
+    return {name: int(counts.get(name, 0)) for name in KOREAN_NAMES}
+
+
+__all__ = [
+    "FLOWERS",
+    "FLOWER_TYPES",
+    "auction_records",
+    "items_seen",
+    "raw_rows",
+    "rows_per_category",
+    "split_loadable",
+    "varieties_seen",
+]

@@ -1,0 +1,67 @@
+"""Dagster resources: the aT API client and the warehouse, configured from the environment."""
+
+from __future__ import annotations
+
+import dagster as dg
+import httpx
+from pydantic import Field
+
+from flower_assets import settings
+from flower_assets.client import AtFlowerClient, RetryPolicy
+from flower_assets.sample import SAMPLE_KEY, sample_transport
+from flower_assets.warehouse import Warehouse
+
+
+class AtApiResource(dg.ConfigurableResource):
+    """The aT flower-auction API. Without a service key it serves the bundled sample days."""
+
+    service_key: str | None = Field(default=None, description="aT service key (FLOWER_API_KEY)")
+    base_url: str = Field(default=settings.DEFAULT_API_BASE_URL, description="FLOWER_API_BASE_URL")
+    page_size: int = Field(default=5000, description="countPerPage: rows asked for per call")
+    timeout_s: float = Field(default=60.0, description="Read timeout per call, seconds")
+    max_attempts: int = Field(default=5, description="Calls per page before giving up")
+    backoff_s: float = Field(default=0.5, description="First retry delay; doubles each attempt")
+
+    @property
+    def sample_mode(self) -> bool:
+        return not self.service_key
+
+    def client(self) -> AtFlowerClient:
+        return AtFlowerClient(
+            base_url=self.base_url,
+            service_key=self.service_key or SAMPLE_KEY,
+            page_size=self.page_size,
+            timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+            retry=RetryPolicy(max_attempts=self.max_attempts, base_delay_s=self.backoff_s),
+            transport=sample_transport() if self.sample_mode else None,
+        )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse database (FLOWER_DATABASE_URL): a SQLite file by default, or PostgreSQL."""
+
+    url: str = Field(description="sqlite:///path or postgresql://user:pw@host:port/db")
+
+    def open(self) -> Warehouse:
+        warehouse = Warehouse.open(self.url)
+        warehouse.ensure_schema()
+        return warehouse
+
+
+def _from_env(name: str, default: str) -> str | dg.EnvVar:
+    # EnvVar keeps the value itself out of the UI's resource config; unset falls back to default.
+    return dg.EnvVar(name) if settings.env(name) else default
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "at_api": AtApiResource(
+            service_key=dg.EnvVar(settings.API_KEY_ENV)
+            if settings.env(settings.API_KEY_ENV)
+            else None,
+            base_url=_from_env(settings.API_BASE_URL_ENV, settings.DEFAULT_API_BASE_URL),
+        ),
+        "warehouse": WarehouseResource(
+            url=_from_env(settings.DATABASE_URL_ENV, settings.default_database_url())
+        ),
+    }

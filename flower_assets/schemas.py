@@ -1,0 +1,195 @@
+"""Each warehouse table declared once, as a pandera model.
+
+From these models come validation, the column schema shown in Dagster's Columns tab, and the
+tables' DDL (see `warehouse.py`). Table-level constraints live in each model's
+`Config.metadata`: the primary key, unique keys, foreign keys and the partition column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+
+def _amount(field: str, korean: str, what: str, nullable: bool = False) -> pa.Field:
+    return pa.Field(ge=0, nullable=nullable, description=f"{what} ({korean}, API field {field})")
+
+
+class PublicBiddingFlowers(pa.DataFrameModel):
+    """Raw layer: one row per API item, as received, under the auction date that fetched it."""
+
+    auction_date: pl.Date = pa.Field(
+        description="Auction date asked for (경매일자, API parameter baseDate)"
+    )
+    flower_gubn: str = pa.Field(
+        description="Category asked for: 절화/관엽/난/춘란 (화훼부류, API field flowerGubn)"
+    )
+    flower_type: str = pa.Field(
+        nullable=True, description="Item as received (품목명, API field pumName)"
+    )
+    flower_name: str = pa.Field(
+        nullable=True, description="Variety as received (품종명, API field goodName)"
+    )
+    grade: str = pa.Field(nullable=True, description="Grade as received (등급, API field lvNm)")
+    quantity: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Quantity in bundles (속) or pots (분), null if not an integer (거래량, API field totQty)",
+    )
+    max_price: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Highest price in won, null if not an integer (최고가, API field maxAmt)",
+    )
+    min_price: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Lowest price in won, null if not an integer (최저가, API field minAmt)",
+    )
+    avg_price: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Average price in won, null if not an integer (평균가, API field avgAmt)",
+    )
+    total_price: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Total amount in won, null if not an integer (총금액, API field totAmt)",
+    )
+    raw_item: str = pa.Field(description="The item's JSON text exactly as the API sent it")
+    fetched_at: pl.Datetime(time_zone="UTC") = pa.Field(
+        description="When the answer was fetched (UTC)"
+    )
+
+    class Config:
+        strict = True
+        metadata = {
+            "table": "public_bidding_flowers",
+            "partition_column": "auction_date",
+            "indexes": [("auction_date",)],
+        }
+
+
+class FlowerTypes(pa.DataFrameModel):
+    """Item master (품목): one row per category and item name. Only grows; ids never change."""
+
+    id: pl.Int64 = pa.Field(unique=True, description="Item id, stable forever")
+    flower_gubn: str = pa.Field(
+        isin=["절화", "관엽", "난", "춘란"], description="Category (화훼부류, API field flowerGubn)"
+    )
+    name: str = pa.Field(
+        str_length={"min_value": 1}, description="Item name (품목명, API field pumName)"
+    )
+    first_seen_date: pl.Date = pa.Field(description="First auction date the item traded")
+    last_seen_date: pl.Date = pa.Field(description="Last auction date the item traded")
+
+    class Config:
+        strict = True
+        unique = ["flower_gubn", "name"]
+        metadata = {
+            "table": "flower_types",
+            "primary_key": "id",
+            "unique": [("flower_gubn", "name")],
+        }
+
+
+class Flowers(pa.DataFrameModel):
+    """Variety master (품종): one row per item and variety name. Only grows; ids never change."""
+
+    id: pl.Int64 = pa.Field(unique=True, description="Variety id, stable forever")
+    flower_type_id: pl.Int64 = pa.Field(description="The variety's item (flower_types.id)")
+    name: str = pa.Field(
+        str_length={"min_value": 1}, description="Variety name (품종명, API field goodName)"
+    )
+    first_seen_date: pl.Date = pa.Field(description="First auction date the variety traded")
+    last_seen_date: pl.Date = pa.Field(description="Last auction date the variety traded")
+
+    class Config:
+        strict = True
+        unique = ["flower_type_id", "name"]
+        metadata = {
+            "table": "flowers",
+            "primary_key": "id",
+            "unique": [("flower_type_id", "name")],
+            "foreign_keys": {"flower_type_id": "flower_types"},
+        }
+
+
+class BiddingFlowers(pa.DataFrameModel):
+    """Auction records: one row per auction date, variety and grade."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date (경매일자)")
+    flower_id: pl.Int64 = pa.Field(description="Variety (flowers.id)")
+    grade: str = pa.Field(str_length={"min_value": 1}, description="Grade (등급, API field lvNm)")
+    quantity: pl.Int64 = pa.Field(
+        gt=0, description="Quantity in bundles (속) or pots (분) (거래량, API field totQty)"
+    )
+    max_price: pl.Int64 = _amount("maxAmt", "최고가", "Highest price in won")
+    min_price: pl.Int64 = _amount("minAmt", "최저가", "Lowest price in won")
+    avg_price: pl.Int64 = _amount("avgAmt", "평균가", "Average price in won")
+    total_price: pl.Int64 = _amount("totAmt", "총금액", "Total amount in won")
+
+    class Config:
+        strict = True
+        unique = ["auction_date", "flower_id", "grade"]
+        metadata = {
+            "table": "bidding_flowers",
+            "partition_column": "auction_date",
+            "unique": [("auction_date", "flower_id", "grade")],
+            "foreign_keys": {"flower_id": "flowers"},
+        }
+
+
+class RejectedBiddingFlowers(pa.DataFrameModel):
+    """Quarantine: raw rows not loaded into bidding_flowers, each with the reason why."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date asked for (경매일자)")
+    flower_gubn: str = pa.Field(description="Category asked for (화훼부류)")
+    raw_item: str = pa.Field(description="The item's JSON text exactly as the API sent it")
+    reason: str = pa.Field(
+        description="Machine-readable reason, e.g. non_numeric_amount, duplicate_key"
+    )
+    reason_text: str = pa.Field(description="The reason as a sentence a person can act on")
+
+    class Config:
+        strict = True
+        metadata = {
+            "table": "rejected_bidding_flowers",
+            "partition_column": "auction_date",
+            "indexes": [("auction_date",)],
+        }
+
+
+@dataclass(frozen=True)
+class Table:
+    """A warehouse table as its model declares it."""
+
+    model: type[pa.DataFrameModel]
+
+    @property
+    def name(self) -> str:
+        return self.model.Config.metadata["table"]
+
+    @property
+    def meta(self) -> dict:
+        return self.model.Config.metadata
+
+    @property
+    def schema(self) -> pa.DataFrameSchema:
+        return self.model.to_schema()
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.columns)
+
+    @property
+    def polars_schema(self) -> dict[str, pl.DataType]:
+        return {name: column.dtype.type for name, column in self.schema.columns.items()}
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.polars_schema)
+
+
+RAW = Table(PublicBiddingFlowers)
+FLOWER_TYPES = Table(FlowerTypes)
+FLOWERS = Table(Flowers)
+BIDDING = Table(BiddingFlowers)
+REJECTED = Table(RejectedBiddingFlowers)
+TABLES: tuple[Table, ...] = (RAW, FLOWER_TYPES, FLOWERS, BIDDING, REJECTED)

@@ -1,0 +1,46 @@
+"""Environment variables the platform reads, with their defaults (see README)."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+API_KEY_ENV = "FLOWER_API_KEY"
+API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
+DATABASE_URL_ENV = "FLOWER_DATABASE_URL"
+START_DATE_ENV = "FLOWER_START_DATE"
+
+DEFAULT_API_BASE_URL = "https://flower.at.or.kr/api/returnData.api"
+DEFAULT_START_DATE = "2018-01-01"
+# Without DAGSTER_HOME the repo-local instance of dagster.yaml lives in .dagster_home/ too.
+LOCAL_HOME = Path(".dagster_home")
+WAREHOUSE_FILE_NAME = "flower_warehouse.sqlite"
+
+
+def env(name: str) -> str | None:
+    """An environment variable, with an empty value treated as unset."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def api_base_url() -> str:
+    return env(API_BASE_URL_ENV) or DEFAULT_API_BASE_URL
+
+
+def start_date() -> date:
+    raw = env(START_DATE_ENV) or DEFAULT_START_DATE
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{START_DATE_ENV}={raw!r} is not a YYYY-MM-DD date") from None
+
+
+def default_database_url() -> str:
+    """SQLite file under $DAGSTER_HOME, or under ./.dagster_home when it is unset."""
+    home = Path(env("DAGSTER_HOME") or LOCAL_HOME)
+    return f"sqlite:///{home / WAREHOUSE_FILE_NAME}"
+
+
+def database_url() -> str:
+    return env(DATABASE_URL_ENV) or default_database_url()

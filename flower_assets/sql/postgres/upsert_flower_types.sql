@@ -1,0 +1,8 @@
+-- Items only grow: a new one is added, a known one widens its first/last seen dates; ids never change.
+INSERT INTO flower_types (flower_gubn, name, first_seen_date, last_seen_date)
+VALUES %s
+ON CONFLICT (flower_gubn, name) DO UPDATE SET
+    first_seen_date = LEAST(flower_types.first_seen_date, EXCLUDED.first_seen_date),
+    last_seen_date = GREATEST(flower_types.last_seen_date, EXCLUDED.last_seen_date)
+WHERE EXCLUDED.first_seen_date < flower_types.first_seen_date
+   OR EXCLUDED.last_seen_date > flower_types.last_seen_date
