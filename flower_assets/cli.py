@@ -51,6 +51,7 @@ def materialize_range(
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
         },
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
 
 

@@ -1,0 +1,109 @@
+"""Shared fixtures: a throw-away PostgreSQL database per session, warehouses, fake aT answers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+
+import psycopg2
+import pytest
+
+from flower_assets.categories import Category
+from flower_assets.schemas import TABLES
+
+# The PostgreSQL server the tests may create and drop databases on.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FLOWER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# CI sets this so that a missing PostgreSQL fails the run instead of skipping half the suite.
+REQUIRE_POSTGRES = os.environ.get("FLOWER_TEST_REQUIRE_POSTGRES", "") == "1"
+TEST_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def _admin_connection():
+    conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    try:
+        admin = _admin_connection()
+    except psycopg2.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
+    name = f"flower_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def _drop_tables(url: str) -> None:
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        for table in reversed(TABLES):
+            cursor.execute(f"DROP TABLE IF EXISTS {table.name} CASCADE")
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty warehouse of each kind: a new SQLite file, or the session database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    url = request.getfixturevalue("postgres_url")
+    _drop_tables(url)
+    return url
+
+
+def item(
+    day: str = "2024-05-10",
+    gubn: str = "절화",
+    pum: str = "장미",
+    good: str = "레드나오미",
+    grade: str = "특1",
+    max_amt: str = "12000",
+    min_amt: str = "8000",
+    avg_amt: str = "10000",
+    tot_amt: str = "500000",
+    tot_qty: str = "50",
+    **overrides: object,
+) -> dict[str, object]:
+    """One API item in the real format: every value a string, the grade under `lvNm`."""
+    row: dict[str, object] = {
+        "saleDate": day,
+        "flowerGubn": gubn,
+        "pumName": pum,
+        "goodName": good,
+        "lvNm": grade,
+        "maxAmt": max_amt,
+        "minAmt": min_amt,
+        "avgAmt": avg_amt,
+        "totAmt": tot_amt,
+        "totQty": tot_qty,
+    }
+    row.update(overrides)
+    return row
+
+
+class Market:
+    """Scripted answers per (auction date, category) for the fake aT server."""
+
+    def __init__(self) -> None:
+        self.days: dict[tuple[date, Category], list[dict]] = {}
+
+    def set(self, day: str, category: Category, rows: list[dict]) -> None:
+        self.days[(date.fromisoformat(day), category)] = rows
+
+    def rows_for(self, day: date, category: Category) -> list[dict]:
+        return self.days.get((day, category), [])
