@@ -14,6 +14,7 @@ from flower_assets.categories import Category
 from flower_assets.metadata import definition_metadata
 from flower_assets.normalize import (
     auction_records,
+    combine_seen,
     items_seen,
     raw_rows,
     rows_per_category,
@@ -116,7 +117,9 @@ def flower_types(
     days = auction_dates(context)
     with warehouse.open() as wh:
         before = wh.read_table(FLOWER_TYPES)
-        seen = pl.concat([items_seen(loadable_rows(wh, day)[0]) for day in days])
+        seen = combine_seen(
+            [items_seen(loadable_rows(wh, day)[0]) for day in days], ["flower_gubn", "name"]
+        )
         wh.upsert_items(seen)
         after = wh.read_table(FLOWER_TYPES)
     new = after.join(before, on="id", how="anti")
@@ -142,7 +145,10 @@ def flowers(
     with warehouse.open() as wh:
         items = wh.read_table(FLOWER_TYPES)
         before = wh.read_table(FLOWERS)
-        seen = pl.concat([varieties_seen(loadable_rows(wh, day)[0], items) for day in days])
+        seen = combine_seen(
+            [varieties_seen(loadable_rows(wh, day)[0], items) for day in days],
+            ["flower_type_id", "name"],
+        )
         wh.upsert_varieties(seen)
         after = wh.read_table(FLOWERS)
     new = after.join(before, on="id", how="anti")
