@@ -239,14 +239,18 @@ class Backfill:
     materialized: dict[str, list[str]]
 
 
-def backfill(days: list[date], env: dict[str, str], workdir: Path) -> Backfill:
+def backfill(
+    days: list[date], env: dict[str, str], workdir: Path, profile: Path | None
+) -> Backfill:
     """The whole range through Dagster in a child process; see backfill_worker.py."""
     log = workdir / "backfill.log"
+    profiler = ["-m", "cProfile", "-o", str(profile.resolve())] if profile else []
     began = time.time()
     with log.open("w") as stderr:
         done = subprocess.run(
             [
                 sys.executable,
+                *profiler,
                 str(HERE / "backfill_worker.py"),
                 "--start",
                 days[0].isoformat(),
@@ -419,6 +423,11 @@ def main() -> int:
         help="partitions run one at a time, for per_partition_run_s and the correctness check",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write cProfile stats of the backfill process here (slows it; for diagnosis only)",
+    )
+    parser.add_argument(
         "--postgres-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="admin URL of the server on which throw-away databases are created and dropped",
@@ -450,7 +459,7 @@ def main() -> int:
         ):
             say(f"backfilling {days[0]}..{days[-1]} into {args.warehouse} through Dagster …")
             env = platform_env(server.url, urls["backfill"], days[0], dagster_home(workdir, "home"))
-            result = backfill(days, env, workdir)
+            result = backfill(days, env, workdir, args.profile)
             api_calls = len(server.requests)
             rows = raw_row_count(urls["backfill"])
             say(f"  {rows} rows, {api_calls} calls in {result.wall_s:.1f} s, runs: {result.runs}")
