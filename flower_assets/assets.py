@@ -1,20 +1,33 @@
 """The four auction-date partitioned assets, each persisted as a warehouse table.
 
 Every asset handles a range of auction dates in one run (backfills) and commits each date on
-its own, so a failure loses at most the date it was working on.
+its own, so a failure loses at most the date it was working on. Each step checks what it wrote
+(see `checks.py`) and leaves a batch-log row per date, on success and on failure.
 """
 
 from collections import Counter
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
+from flower_assets import integrity
 from flower_assets.categories import Category
+from flower_assets.checks import (
+    BIDDING_CHECKS,
+    FLOWER_TYPES_CHECKS,
+    FLOWERS_CHECKS,
+    RAW_CHECKS,
+    CheckRecorder,
+    check_specs,
+)
+from flower_assets.client import AtFlowerClient, redact
 from flower_assets.metadata import definition_metadata
 from flower_assets.normalize import (
     auction_records,
-    combine_seen,
     items_seen,
     raw_rows,
     rows_per_category,
@@ -22,8 +35,19 @@ from flower_assets.normalize import (
     varieties_seen,
 )
 from flower_assets.partitions import auction_date_partitions, auction_dates
-from flower_assets.resources import AtApiResource, WarehouseResource
-from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, Table
+from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.schemas import (
+    BIDDING,
+    FLOWER_TYPES,
+    FLOWERS,
+    PROCESS_LOGS,
+    RAW,
+    REJECTED,
+    UPLOAD_LOGS,
+    BiddingFlowers,
+    PublicBiddingFlowers,
+    Table,
+)
 from flower_assets.warehouse import Warehouse
 
 GROUP = "flower_auction"
@@ -32,7 +56,7 @@ API_POOL = "flower_api"
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=100)
 
 
-def _asset_args(table: Table, description: str) -> dict:
+def _asset_args(table: Table, description: str, checks: tuple) -> dict:
     return {
         "name": table.name,
         "group_name": GROUP,
@@ -41,6 +65,7 @@ def _asset_args(table: Table, description: str) -> dict:
         "description": description,
         "metadata": definition_metadata(table),
         "kinds": {"polars", "sql"},
+        "check_specs": check_specs(table.name, checks),
     }
 
 
@@ -48,19 +73,123 @@ def _dates_label(days: list[date]) -> str:
     return days[0].isoformat() if len(days) == 1 else f"{days[0]}…{days[-1]} ({len(days)} dates)"
 
 
-def loadable_rows(warehouse: Warehouse, day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The auction date's raw rows, split into loadable and rejected."""
-    return split_loadable(warehouse.read_partition(RAW, day))
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class BatchLog:
+    """One batch-log row being filled in while a date is processed."""
+
+    table: Table
+    values: dict
+    started_at: datetime = field(default_factory=_now)
+
+
+@contextmanager
+def batch_log(
+    warehouse: Warehouse,
+    table: Table,
+    run_id: str,
+    day: date,
+    secret: str | None = None,
+    **defaults: object,
+) -> Iterator[BatchLog]:
+    """Write the date's log row when the block ends, on success and on failure alike."""
+    log = BatchLog(table, {"run_id": run_id, "auction_date": day, **defaults})
+    try:
+        yield log
+    except BaseException as exc:
+        _write_log(warehouse, log, "failed", redact(f"{type(exc).__name__}: {exc}", secret))
+        raise
+    _write_log(warehouse, log, "success", None)
+
+
+def _write_log(warehouse: Warehouse, log: BatchLog, status: str, error: str | None) -> None:
+    row = {
+        **log.values,
+        "status": status,
+        "error_text": error,
+        "started_at": log.started_at,
+        "finished_at": _now(),
+    }
+    columns = [c for c in log.table.columns if c != "id"]
+    try:
+        warehouse.append(
+            log.table, pl.DataFrame([row], schema={c: log.table.polars_schema[c] for c in columns})
+        )
+    except Exception as exc:  # the original failure matters more than its log row
+        if status == "success":
+            raise
+        dg.get_dagster_logger().warning(f"could not write {log.table.name} row: {exc}")
+
+
+def loadable_rows(
+    warehouse: Warehouse, day: date
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The auction date's raw rows, and them split into loadable and rejected."""
+    raw = warehouse.read_partition(RAW, day)
+    loadable, rejected = split_loadable(raw)
+    return raw, loadable, rejected
+
+
+@dataclass
+class Fetched:
+    raw: pl.DataFrame
+    calls: dict[str, int]
+    pages: dict[str, int]
+    duplicates: int
+
+
+def fetch_auction_date(client: AtFlowerClient, day: date) -> Fetched:
+    """Every category of one auction date, fetched before anything is written."""
+    frames, calls, pages, duplicates = [], {}, {}, 0
+    for category in Category:
+        answer = client.fetch_day(day, category)
+        calls[category.korean_name] = answer.api_calls
+        pages[category.korean_name] = answer.pages
+        duplicates += answer.duplicates_dropped
+        frames.append(raw_rows(answer.items, day, category, answer.fetched_at))
+    return Fetched(pl.concat(frames), calls, pages, duplicates)
+
+
+def _calendar(warehouse: Warehouse, days: list[date]) -> pl.DataFrame:
+    """Rows per earlier auction date and category, for expected_auction_day."""
+    history = warehouse.read_range(
+        RAW,
+        integrity.history_window_start(days[0]),
+        days[0] - timedelta(days=1),
+        ["auction_date", "flower_gubn"],
+    )
+    return history.group_by("auction_date", "flower_gubn").agg(
+        pl.len().cast(pl.Int64).alias("rows")
+    )
+
+
+def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "auction_date": [day] * 4,
+            "flower_gubn": list(rows_per_category(raw)),
+            "rows": list(rows_per_category(raw).values()),
+        },
+        schema={"auction_date": pl.Date, "flower_gubn": pl.String, "rows": pl.Int64},
+    )
 
 
 @dg.asset(
     **_asset_args(
-        RAW, "Raw aT auction results, one row per API item, kept verbatim (원천 데이터)."
+        RAW,
+        "Raw aT auction results, one row per API item, kept verbatim (원천 데이터).",
+        RAW_CHECKS,
     ),
     pool=API_POOL,
 )
 def public_bidding_flowers(
-    context: dg.AssetExecutionContext, at_api: AtApiResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    at_api: AtApiResource,
+    warehouse: WarehouseResource,
+    integrity_policy: IntegrityPolicy,
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
     if at_api.sample_mode:
@@ -68,24 +197,62 @@ def public_bidding_flowers(
             "Sample mode: FLOWER_API_KEY is not set, so the bundled sample auction days are read "
             "instead of the aT API."
         )
+    checks = CheckRecorder(context, RAW.name, RAW_CHECKS)
     per_category: Counter[str] = Counter()
-    calls = pages = duplicates = rows = rejected = 0
+    rows = rejected_rows = duplicates = 0
     with at_api.client() as client, warehouse.open() as wh:
+        calendar = _calendar(wh, days)
         for day in days:
-            # Fetch every category before writing, so a failure leaves the old partition whole.
-            frames = []
-            for category in Category:
-                answer = client.fetch_day(day, category)
-                calls += answer.api_calls
-                pages += answer.pages
-                duplicates += answer.duplicates_dropped
-                frames.append(raw_rows(answer.items, day, category, answer.fetched_at))
-            raw = pl.concat(frames)
-            wh.replace_partition(day, {RAW: raw})
-            per_category.update(rows_per_category(raw))
+            calls_before = client.calls_made
+            with batch_log(
+                wh,
+                UPLOAD_LOGS,
+                context.run_id,
+                day,
+                at_api.service_key,
+                items_received=0,
+                items_loaded=0,
+                items_rejected=0,
+                api_calls=0,
+            ) as log:
+                try:
+                    fetched = fetch_auction_date(client, day)
+                finally:
+                    log.values["api_calls"] = client.calls_made - calls_before
+                raw = PublicBiddingFlowers.validate(fetched.raw)
+                loadable, rejected = split_loadable(raw)
+                wh.replace_partition(day, {RAW: raw})
+                log.values.update(
+                    items_received=raw.height,
+                    items_loaded=loadable.height,
+                    items_rejected=rejected.height,
+                )
+            counts = rows_per_category(raw)
+            context.log.info(
+                f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine"
+            )
+            checks.record(day, "schema_conforms", integrity.schema_drift(raw))
+            checks.record(
+                day,
+                "rejected_share_within_threshold",
+                integrity.rejected_share(raw.height, rejected, integrity_policy.max_rejected_share),
+            )
+            checks.record(
+                day,
+                "one_call_per_category_succeeded",
+                integrity.categories_answered(fetched.calls, fetched.pages),
+            )
+            checks.record(day, "no_duplicate_keys", integrity.duplicate_keys(raw))
+            checks.record(day, "dates_match_partition", integrity.dates_match(raw))
+            checks.record(
+                day, "expected_auction_day", integrity.expected_auction_day(day, counts, calendar)
+            )
+            calendar = pl.concat([calendar, _day_counts(day, raw)])
+            per_category.update(counts)
             rows += raw.height
-            rejected += split_loadable(raw)[1].height
-            context.log.info(f"{day}: {raw.height} raw rows {dict(rows_per_category(raw))}")
+            rejected_rows += rejected.height
+            duplicates += fetched.duplicates
+        calls = client.calls_made
         location = wh.location
     if duplicates:
         context.log.warning(
@@ -96,76 +263,129 @@ def public_bidding_flowers(
             "auction_dates": _dates_label(days),
             "rows_per_category": dict(per_category),
             "api_calls": calls,
-            "api_pages": pages,
             "duplicates_across_pages_dropped": duplicates,
             "rows_written": rows,
-            "rows_to_quarantine": rejected,
+            "rows_to_quarantine": rejected_rows,
             "dagster/row_count": rows,
             "sample_mode": at_api.sample_mode,
             "warehouse": location,
-        }
+        },
+        check_results=checks.results(),
     )
 
 
 @dg.asset(
-    **_asset_args(FLOWER_TYPES, "Item master (품목): one row per category and item name."),
+    **_asset_args(
+        FLOWER_TYPES, "Item master (품목): one row per category and item name.", FLOWER_TYPES_CHECKS
+    ),
     deps=[public_bidding_flowers],
 )
 def flower_types(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
+    checks = CheckRecorder(context, FLOWER_TYPES.name, FLOWER_TYPES_CHECKS)
+    new_items: list[str] = []
     with warehouse.open() as wh:
-        before = wh.read_table(FLOWER_TYPES)
-        seen = combine_seen(
-            [items_seen(loadable_rows(wh, day)[0]) for day in days], ["flower_gubn", "name"]
-        )
-        wh.upsert_items(seen)
-        after = wh.read_table(FLOWER_TYPES)
-    new = after.join(before, on="id", how="anti")
+        known = wh.read_table(FLOWER_TYPES).select("flower_gubn", "name")
+        for day in days:
+            with batch_log(
+                wh,
+                PROCESS_LOGS,
+                context.run_id,
+                day,
+                asset=FLOWER_TYPES.name,
+                new_items=0,
+                new_varieties=0,
+                auction_rows_affected=0,
+            ) as log:
+                seen = items_seen(loadable_rows(wh, day)[1])
+                new = seen.join(known, on=["flower_gubn", "name"], how="anti")
+                wh.upsert_items(seen)
+                log.values["new_items"] = new.height
+            known = pl.concat([known, new.select("flower_gubn", "name")])
+            new_items += new["name"].to_list()
+        master = wh.read_table(FLOWER_TYPES)
+    outcome = integrity.names_unique(master, "flower_gubn")
+    for day in days:
+        checks.record(day, "names_unique", outcome)
     return dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
-            "items_seen": seen.select("flower_gubn", "name").n_unique(),
-            "new_items": new.height,
-            "new_item_names": dg.MetadataValue.md(_names_md(new["name"])),
-            "dagster/row_count": after.height,
-        }
+            "new_items": len(new_items),
+            "new_item_names": dg.MetadataValue.md(_names_md(new_items)),
+            "dagster/row_count": master.height,
+        },
+        check_results=checks.results(),
     )
 
 
 @dg.asset(
-    **_asset_args(FLOWERS, "Variety master (품종): one row per item and variety name."),
+    **_asset_args(
+        FLOWERS, "Variety master (품종): one row per item and variety name.", FLOWERS_CHECKS
+    ),
     deps=[public_bidding_flowers, flower_types],
 )
 def flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
+    checks = CheckRecorder(context, FLOWERS.name, FLOWERS_CHECKS)
+    new_varieties: list[str] = []
     with warehouse.open() as wh:
         items = wh.read_table(FLOWER_TYPES)
-        before = wh.read_table(FLOWERS)
-        seen = combine_seen(
-            [varieties_seen(loadable_rows(wh, day)[0], items) for day in days],
-            ["flower_type_id", "name"],
-        )
-        wh.upsert_varieties(seen)
-        after = wh.read_table(FLOWERS)
-    new = after.join(before, on="id", how="anti")
+        known = wh.read_table(FLOWERS).select("flower_type_id", "name")
+        for day in days:
+            with batch_log(
+                wh,
+                PROCESS_LOGS,
+                context.run_id,
+                day,
+                asset=FLOWERS.name,
+                new_items=0,
+                new_varieties=0,
+                auction_rows_affected=0,
+            ) as log:
+                seen = varieties_seen(loadable_rows(wh, day)[1], items)
+                new = seen.join(known, on=["flower_type_id", "name"], how="anti")
+                wh.upsert_varieties(seen)
+                log.values["new_varieties"] = new.height
+            known = pl.concat([known, new.select("flower_type_id", "name")])
+            new_varieties += new["name"].to_list()
+        master = wh.read_table(FLOWERS)
+    unique, orphans = (
+        integrity.names_unique(master, "flower_type_id"),
+        integrity.varieties_without_item(master, items),
+    )
+    for day in days:
+        checks.record(day, "names_unique", unique)
+        checks.record(day, "no_orphans", orphans)
     return dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
-            "varieties_seen": seen.select("flower_type_id", "name").n_unique(),
-            "new_varieties": new.height,
-            "new_variety_names": dg.MetadataValue.md(_names_md(new["name"])),
-            "dagster/row_count": after.height,
-        }
+            "new_varieties": len(new_varieties),
+            "new_variety_names": dg.MetadataValue.md(_names_md(new_varieties)),
+            "dagster/row_count": master.height,
+        },
+        check_results=checks.results(),
+    )
+
+
+def _labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
+    """flower_id -> category, item and variety names, for check samples a person can read."""
+    return varieties.join(items, left_on="flower_type_id", right_on="id").select(
+        pl.col("id").alias("flower_id"),
+        "flower_gubn",
+        pl.col("name_right").alias("item"),
+        pl.col("name").alias("variety"),
     )
 
 
 @dg.asset(
     **_asset_args(
-        BIDDING, "Auction records (경매 결과): one row per auction date, variety and grade."
+        BIDDING,
+        "Auction records (경매 결과): one row per auction date, variety and grade.",
+        BIDDING_CHECKS,
     ),
     deps=[public_bidding_flowers, flowers],
 )
@@ -173,20 +393,53 @@ def bidding_flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
+    checks = CheckRecorder(context, BIDDING.name, BIDDING_CHECKS)
     loaded = rejected_total = 0
     reasons: Counter[str] = Counter()
-    per_category: Counter[str] = Counter()
     with warehouse.open() as wh:
         items, varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
+        labels = _labels(items, varieties)
+        history = wh.read_range(
+            BIDDING,
+            integrity.history_window_start(days[0]),
+            days[0] - timedelta(days=1),
+            ["auction_date", "flower_id", "grade", "avg_price"],
+        )
         for day in days:
-            loadable, rejected = loadable_rows(wh, day)
-            records = auction_records(loadable, items, varieties)
-            # Records and their quarantine change together: raw = loaded + rejected at all times.
-            wh.replace_partition(day, {BIDDING: records, REJECTED: rejected})
+            with batch_log(
+                wh,
+                PROCESS_LOGS,
+                context.run_id,
+                day,
+                asset=BIDDING.name,
+                new_items=0,
+                new_varieties=0,
+                auction_rows_affected=0,
+            ) as log:
+                raw, loadable, rejected = loadable_rows(wh, day)
+                records = BiddingFlowers.validate(auction_records(loadable, items, varieties))
+                # Records and their quarantine change together: raw = loaded + rejected at all times.
+                wh.replace_partition(day, {BIDDING: records, REJECTED: rejected})
+                log.values["auction_rows_affected"] = records.height
+            stored = wh.read_partition(BIDDING, day).join(labels, on="flower_id", how="left")
+            stored_rejected = wh.read_partition(REJECTED, day)
+            checks.record(day, "prices_ordered", integrity.prices_ordered(stored))
+            checks.record(day, "totals_consistent", integrity.totals_consistent(stored))
+            checks.record(day, "references_valid", integrity.references_valid(stored, varieties))
+            checks.record(
+                day,
+                "reconciles_with_raw",
+                integrity.reconciles(
+                    rows_per_category(raw),
+                    rows_per_category(stored),
+                    rows_per_category(stored_rejected),
+                ),
+            )
+            checks.record(day, "price_anomalies", integrity.price_anomalies(stored, history, day))
+            history = pl.concat([history, records.select(history.columns)])
             loaded += records.height
             rejected_total += rejected.height
             reasons.update(rejected["reason"].to_list())
-            per_category.update(rows_per_category(loadable))
             if rejected.height:
                 context.log.warning(
                     f"{day}: {rejected.height} rows quarantined in {REJECTED.name}: {dict(Counter(rejected['reason']))}"
@@ -194,18 +447,18 @@ def bidding_flowers(
     return dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
-            "rows_per_category": dict(per_category),
             "rows_written": loaded,
             "rows_rejected": rejected_total,
             "rejected_by_reason": dict(reasons),
             "dagster/row_count": loaded,
-        }
+        },
+        check_results=checks.results(),
     )
 
 
-def _names_md(names: pl.Series, limit: int = 30) -> str:
-    shown = ", ".join(names.head(limit).to_list()) or "none"
-    return shown + (f" … and {names.len() - limit} more" if names.len() > limit else "")
+def _names_md(names: list[str], limit: int = 30) -> str:
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f" … and {len(names) - limit} more" if len(names) > limit else "")
 
 
 flower_auction_assets = [public_bidding_flowers, flower_types, flowers, bidding_flowers]

@@ -104,6 +104,8 @@ class AtFlowerClient:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     max_pages: int = 200
+    # Every HTTP call this client has made, retries included: what the quota counts.
+    calls_made: int = field(default=0, init=False)
     _http: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> AtFlowerClient:
@@ -164,6 +166,7 @@ class AtFlowerClient:
         last_cause = ""
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
+                self.calls_made += 1
                 response = self._http.get(self.base_url, params=params)
                 self._check_status(response, auction_date, category)
                 return self._read_page(response.content, auction_date, category), attempt

@@ -213,16 +213,6 @@ def items_seen(loadable: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def combine_seen(frames: list[pl.DataFrame], key: list[str]) -> pl.DataFrame:
-    """Several dates' items or varieties seen, merged into one row per key."""
-    return (
-        pl.concat(frames)
-        .group_by(key)
-        .agg(pl.col("first_seen_date").min(), pl.col("last_seen_date").max())
-        .sort(key)
-    )
-
-
 def _with_item_ids(loadable: pl.DataFrame, flower_types: pl.DataFrame) -> pl.DataFrame:
     return loadable.with_columns(_clean("flower_type").alias("item_name")).join(
         flower_types.select(

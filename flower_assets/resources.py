@@ -48,6 +48,16 @@ class WarehouseResource(dg.ConfigurableResource):
         return warehouse
 
 
+class IntegrityPolicy(dg.ConfigurableResource):
+    """Thresholds of the blocking integrity checks."""
+
+    max_rejected_share: float = Field(
+        default=0.01,
+        description="Largest share of an auction date's rows that may be quarantined before "
+        "rejected_share_within_threshold fails and blocks downstream assets (FLOWER_MAX_REJECTED_SHARE)",
+    )
+
+
 def _from_env(name: str, default: str) -> str | dg.EnvVar:
     # EnvVar keeps the value itself out of the UI's resource config; unset falls back to default.
     return dg.EnvVar(name) if settings.env(name) else default
@@ -64,4 +74,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             url=_from_env(settings.DATABASE_URL_ENV, settings.default_database_url())
         ),
+        "integrity_policy": IntegrityPolicy(max_rejected_share=settings.max_rejected_share()),
     }

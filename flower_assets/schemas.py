@@ -157,6 +157,63 @@ class RejectedBiddingFlowers(pa.DataFrameModel):
         }
 
 
+class FlowerBatchUploadLogs(pa.DataFrameModel):
+    """One row per run and auction date fetched: what came in and where it went."""
+
+    id: pl.Int64 = pa.Field(unique=True, description="Log row id")
+    run_id: str = pa.Field(description="Dagster run id")
+    auction_date: pl.Date = pa.Field(description="Auction date fetched")
+    items_received: pl.Int64 = pa.Field(ge=0, description="API items received (raw rows)")
+    items_loaded: pl.Int64 = pa.Field(ge=0, description="Rows fit to load into bidding_flowers")
+    items_rejected: pl.Int64 = pa.Field(
+        ge=0, description="Rows kept aside in rejected_bidding_flowers"
+    )
+    api_calls: pl.Int64 = pa.Field(ge=0, description="Calls made to the aT API, retries included")
+    status: str = pa.Field(isin=["success", "failed"], description="success or failed")
+    error_text: str = pa.Field(
+        nullable=True, description="Why it failed (never contains the service key)"
+    )
+    started_at: pl.Datetime(time_zone="UTC") = pa.Field(description="Start (UTC)")
+    finished_at: pl.Datetime(time_zone="UTC") = pa.Field(description="End (UTC)")
+
+    class Config:
+        strict = True
+        metadata = {
+            "table": "flower_batch_upload_logs",
+            "primary_key": "id",
+            "indexes": [("auction_date",), ("run_id",)],
+        }
+
+
+class FlowerBatchProcessLogs(pa.DataFrameModel):
+    """One row per run, auction date and normalizing asset: what changed in the tables."""
+
+    id: pl.Int64 = pa.Field(unique=True, description="Log row id")
+    run_id: str = pa.Field(description="Dagster run id")
+    auction_date: pl.Date = pa.Field(description="Auction date processed")
+    asset: str = pa.Field(
+        isin=["flower_types", "flowers", "bidding_flowers"],
+        description="The asset that processed it",
+    )
+    new_items: pl.Int64 = pa.Field(ge=0, description="Items added to flower_types")
+    new_varieties: pl.Int64 = pa.Field(ge=0, description="Varieties added to flowers")
+    auction_rows_affected: pl.Int64 = pa.Field(ge=0, description="bidding_flowers rows written")
+    status: str = pa.Field(isin=["success", "failed"], description="success or failed")
+    error_text: str = pa.Field(
+        nullable=True, description="Why it failed (never contains the service key)"
+    )
+    started_at: pl.Datetime(time_zone="UTC") = pa.Field(description="Start (UTC)")
+    finished_at: pl.Datetime(time_zone="UTC") = pa.Field(description="End (UTC)")
+
+    class Config:
+        strict = True
+        metadata = {
+            "table": "flower_batch_process_logs",
+            "primary_key": "id",
+            "indexes": [("auction_date",), ("run_id",)],
+        }
+
+
 @dataclass(frozen=True)
 class Table:
     """A warehouse table as its model declares it."""
@@ -192,4 +249,14 @@ FLOWER_TYPES = Table(FlowerTypes)
 FLOWERS = Table(Flowers)
 BIDDING = Table(BiddingFlowers)
 REJECTED = Table(RejectedBiddingFlowers)
-TABLES: tuple[Table, ...] = (RAW, FLOWER_TYPES, FLOWERS, BIDDING, REJECTED)
+UPLOAD_LOGS = Table(FlowerBatchUploadLogs)
+PROCESS_LOGS = Table(FlowerBatchProcessLogs)
+TABLES: tuple[Table, ...] = (
+    RAW,
+    FLOWER_TYPES,
+    FLOWERS,
+    BIDDING,
+    REJECTED,
+    UPLOAD_LOGS,
+    PROCESS_LOGS,
+)

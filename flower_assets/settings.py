@@ -10,6 +10,7 @@ API_KEY_ENV = "FLOWER_API_KEY"
 API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
 DATABASE_URL_ENV = "FLOWER_DATABASE_URL"
 START_DATE_ENV = "FLOWER_START_DATE"
+MAX_REJECTED_SHARE_ENV = "FLOWER_MAX_REJECTED_SHARE"
 
 DEFAULT_API_BASE_URL = "https://flower.at.or.kr/api/returnData.api"
 DEFAULT_START_DATE = "2018-01-01"
@@ -44,3 +45,16 @@ def default_database_url() -> str:
 
 def database_url() -> str:
     return env(DATABASE_URL_ENV) or default_database_url()
+
+
+def max_rejected_share() -> float:
+    raw = env(MAX_REJECTED_SHARE_ENV) or "0.01"
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise ValueError(
+            f"{MAX_REJECTED_SHARE_ENV}={raw!r} must be a share between 0 and 1, e.g. 0.01"
+        )
+    return share

@@ -156,12 +156,27 @@ class Warehouse(ABC):
 
     def read_partition(self, table: Table, auction_date: date) -> pl.DataFrame:
         sql = f"SELECT {', '.join(table.columns)} FROM {table.name} WHERE auction_date = {self._placeholder}"
-        return self._frame(table, self._fetch(sql, (self._date_param(auction_date),)))
+        return self._frame(table.polars_schema, self._fetch(sql, (self._date_param(auction_date),)))
+
+    def read_range(self, table: Table, first: date, last: date, columns: list[str]) -> pl.DataFrame:
+        """The given columns of a partitioned table for auction dates first..last."""
+        p = self._placeholder
+        sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE auction_date >= {p} AND auction_date <= {p}"
+        schema = {name: table.polars_schema[name] for name in columns}
+        return self._frame(
+            schema, self._fetch(sql, (self._date_param(first), self._date_param(last)))
+        )
+
+    def append(self, table: Table, frame: pl.DataFrame) -> None:
+        """Add rows to an append-only table (the batch logs); the database assigns ids."""
+        columns = [c for c in table.columns if c != table.meta.get("primary_key")]
+        with self.transaction() as cursor:
+            self._insert(cursor, table, frame.select(columns))
 
     def read_table(self, table: Table) -> pl.DataFrame:
         order = "id" if "id" in table.columns else ", ".join(table.columns)
         sql = f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {order}"
-        return self._frame(table, self._fetch(sql))
+        return self._frame(table.polars_schema, self._fetch(sql))
 
     def read_masters(self) -> tuple[pl.DataFrame, pl.DataFrame]:
         return self.read_table(FLOWER_TYPES), self.read_table(FLOWERS)
@@ -174,8 +189,8 @@ class Warehouse(ABC):
     def _rows(self, frame: pl.DataFrame) -> list[tuple]:
         return frame.rows()
 
-    def _frame(self, table: Table, rows: list[tuple]) -> pl.DataFrame:
-        return pl.DataFrame(rows, schema=table.polars_schema, orient="row")
+    def _frame(self, schema: dict[str, pl.DataType], rows: list[tuple]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 class SqliteWarehouse(Warehouse):
@@ -229,9 +244,9 @@ class SqliteWarehouse(Warehouse):
         ).rows()
 
     def _insert(self, cursor: sqlite3.Cursor, table: Table, frame: pl.DataFrame) -> None:
-        marks = ", ".join("?" for _ in table.columns)
+        marks = ", ".join("?" for _ in frame.columns)
         cursor.executemany(
-            f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({marks})",
+            f"INSERT INTO {table.name} ({', '.join(frame.columns)}) VALUES ({marks})",
             self._rows(frame),
         )
 
@@ -241,17 +256,18 @@ class SqliteWarehouse(Warehouse):
     def _fetch(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self._conn.execute(sql, params).fetchall()
 
-    def _frame(self, table: Table, rows: list[tuple]) -> pl.DataFrame:
+    def _frame(self, schema: dict[str, pl.DataType], rows: list[tuple]) -> pl.DataFrame:
+        # SQLite keeps dates and timestamps as ISO text.
         text_schema = {
-            name: pl.String if dtype in (pl.Date,) or isinstance(dtype, pl.Datetime) else dtype
-            for name, dtype in table.polars_schema.items()
+            name: pl.String if dtype == pl.Date or isinstance(dtype, pl.Datetime) else dtype
+            for name, dtype in schema.items()
         }
         frame = pl.DataFrame(rows, schema=text_schema, orient="row")
         return frame.with_columns(
             pl.col(name).str.to_date("%Y-%m-%d")
             if dtype == pl.Date
             else pl.col(name).str.to_datetime(time_zone="UTC", time_unit="us")
-            for name, dtype in table.polars_schema.items()
+            for name, dtype in schema.items()
             if dtype == pl.Date or isinstance(dtype, pl.Datetime)
         )
 
@@ -293,7 +309,7 @@ class PostgresWarehouse(Warehouse):
         frame.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f+00:00")
         buffer.seek(0)
         cursor.copy_expert(
-            f"COPY {table.name} ({', '.join(table.columns)}) FROM STDIN WITH (FORMAT csv)", buffer
+            f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)", buffer
         )
 
     def _upsert(self, cursor: Any, sql_name: str, rows: list[tuple]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from flower_assets.assets import flower_auction_assets
 from flower_assets.categories import Category
 from flower_assets.definitions import defs
-from flower_assets.resources import AtApiResource, WarehouseResource
+from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
 from flower_assets.testing import FakeAtServer, Reply
 from flower_assets.warehouse import Warehouse
@@ -64,6 +64,7 @@ def materialize(keys, warehouse_url, instance, api_url=None, raise_on_error=True
         if api_url
         else AtApiResource(),
         "warehouse": WarehouseResource(url=warehouse_url),
+        "integrity_policy": IntegrityPolicy(),
     }
     if range_run:
         tags = {

@@ -1,0 +1,344 @@
+"""Pure integrity checks on polars frames: each returns an Outcome a person can act on.
+
+The Dagster glue in `checks.py` turns outcomes into partitioned asset-check evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import polars as pl
+
+from flower_assets.categories import KOREAN_NAMES
+from flower_assets.parsing import ITEM_FIELDS, KEY_FIELDS
+
+SAMPLE_ROWS = 10
+# How much trailing history price_anomalies looks at, in auction days of the variety and grade.
+ANOMALY_HISTORY_DAYS = 28
+ANOMALY_MIN_HISTORY = 8
+ANOMALY_Z = 5.0
+# A price must also at least double or halve against its median to count as an anomaly.
+ANOMALY_MIN_RATIO = 2.0
+# expected_auction_day looks back this many same weekdays.
+WEEKDAY_LOOKBACK = 8
+WEEKDAY_MIN_TRADED = 6
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    summary: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sample: pl.DataFrame | None = None
+
+
+def _sample(frame: pl.DataFrame) -> pl.DataFrame | None:
+    return frame.head(SAMPLE_ROWS) if frame.height else None
+
+
+def _field_names(raw: pl.DataFrame) -> pl.DataFrame:
+    """One row per (raw row, top-level field name) found in raw_item."""
+    return (
+        raw.select(
+            pl.int_range(pl.len()).alias("row"),
+            pl.col("raw_item").str.extract_all(r'"([^"\\]+)"\s*:'),
+        )
+        .explode("raw_item")
+        .select("row", pl.col("raw_item").str.extract(r'"([^"\\]+)"').alias("field"))
+        .drop_nulls()
+        .unique()
+    )
+
+
+def schema_drift(raw: pl.DataFrame) -> Outcome:
+    """Fields missing, unexpected (renamed?) or categories unknown in the API's items."""
+    if raw.height == 0:
+        return Outcome(True, "no items to inspect (no auction)", {"items": 0})
+    fields = _field_names(raw)
+    counts = dict(fields.group_by("field").len().iter_rows())
+    problems: list[str] = []
+    for name in ITEM_FIELDS:
+        missing = raw.height - counts.get(name, 0)
+        if missing:
+            problems.append(f"field {name} missing in {missing} of {raw.height} items")
+    for name, count in sorted(counts.items()):
+        if name not in ITEM_FIELDS:
+            problems.append(f"unexpected field {name} in {count} items (renamed?)")
+    categories = raw.select(pl.col("raw_item").str.json_path_match("$.flowerGubn").alias("c"))["c"]
+    for name, count in categories.drop_nulls().value_counts().iter_rows():
+        if name not in KOREAN_NAMES:
+            problems.append(f"unknown category {name!r} in {count} items")
+    summary = (
+        "; ".join(problems)
+        if problems
+        else f"all {raw.height} items carry exactly the documented fields"
+    )
+    return Outcome(not problems, summary, {"items": raw.height, "problems": problems})
+
+
+def rejected_share(raw_rows: int, rejected: pl.DataFrame, threshold: float) -> Outcome:
+    share = rejected.height / raw_rows if raw_rows else 0.0
+    reasons = (
+        dict(rejected.group_by("reason").len().sort("reason").iter_rows())
+        if rejected.height
+        else {}
+    )
+    passed = share <= threshold
+    summary = (
+        f"{rejected.height} of {raw_rows} rows rejected ({share:.2%}); threshold {threshold:.2%}"
+        + ("" if passed else f"; reasons {reasons}")
+    )
+    meta = {
+        "rows": raw_rows,
+        "rejected": rejected.height,
+        "share": round(share, 6),
+        "threshold": threshold,
+        "by_reason": reasons,
+    }
+    sample = rejected.select("flower_gubn", "reason", "reason_text", "raw_item")
+    return Outcome(passed, summary, meta, _sample(sample))
+
+
+def categories_answered(calls: dict[str, int], pages: dict[str, int]) -> Outcome:
+    missing = [name for name in KOREAN_NAMES if name not in calls]
+    passed = not missing
+    summary = (
+        f"all four categories answered with {sum(calls.values())} calls"
+        if passed
+        else f"no answer for {', '.join(missing)}"
+    )
+    return Outcome(passed, summary, {"calls_per_category": calls, "pages_per_category": pages})
+
+
+def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
+    return raw.select(
+        "flower_gubn",
+        *(pl.col("raw_item").str.json_path_match(f"$.{f}").alias(f) for f in KEY_FIELDS),
+    )
+
+
+def duplicate_keys(raw: pl.DataFrame) -> Outcome:
+    keys = _key_columns(raw)
+    duplicated = keys.filter(keys.is_duplicated())
+    passed = duplicated.height == 0
+    summary = (
+        "every (date, category, item, variety, grade) is unique"
+        if passed
+        else (f"{duplicated.height} rows share a key with another row (kept in quarantine)")
+    )
+    return Outcome(
+        passed, summary, {"duplicate_rows": duplicated.height}, _sample(duplicated.unique())
+    )
+
+
+def dates_match(raw: pl.DataFrame) -> Outcome:
+    keys = _key_columns(raw).with_columns(
+        raw["auction_date"].dt.to_string("%Y-%m-%d").alias("asked")
+    )
+    wrong = keys.filter(pl.col("saleDate").fill_null("") != pl.col("asked"))
+    passed = wrong.height == 0
+    summary = (
+        "every saleDate is the auction date asked for"
+        if passed
+        else (
+            f"{wrong.height} rows carry another saleDate, e.g. {wrong['saleDate'][0]!r} for {wrong['asked'][0]}"
+        )
+    )
+    return Outcome(passed, summary, {"mismatched_rows": wrong.height}, _sample(wrong))
+
+
+def names_unique(master: pl.DataFrame, scope: str) -> Outcome:
+    """No two rows of a master name the same thing (compared without stray spaces)."""
+    key = master.select(pl.col(scope), pl.col("name").str.strip_chars())
+    duplicated = master.filter(key.is_duplicated())
+    passed = duplicated.height == 0
+    summary = (
+        f"all {master.height} names are unique within their {scope}"
+        if passed
+        else (f"{duplicated.height} rows share a name within their {scope}")
+    )
+    return Outcome(
+        passed,
+        summary,
+        {"rows": master.height, "duplicates": duplicated.height},
+        _sample(duplicated),
+    )
+
+
+def varieties_without_item(flowers: pl.DataFrame, flower_types: pl.DataFrame) -> Outcome:
+    orphans = flowers.join(flower_types, left_on="flower_type_id", right_on="id", how="anti")
+    passed = orphans.height == 0
+    summary = (
+        f"all {flowers.height} varieties point to an item"
+        if passed
+        else (f"{orphans.height} varieties point to no item")
+    )
+    return Outcome(passed, summary, {"orphans": orphans.height}, _sample(orphans))
+
+
+def items_without_variety(flower_types: pl.DataFrame, flowers: pl.DataFrame) -> Outcome:
+    orphans = flower_types.join(flowers, left_on="id", right_on="flower_type_id", how="anti")
+    passed = orphans.height == 0
+    summary = (
+        f"all {flower_types.height} items have varieties"
+        if passed
+        else (f"{orphans.height} items have no variety")
+    )
+    return Outcome(passed, summary, {"orphans": orphans.height}, _sample(orphans))
+
+
+def prices_ordered(records: pl.DataFrame) -> Outcome:
+    bad = records.filter(
+        (pl.col("min_price") > pl.col("avg_price")) | (pl.col("avg_price") > pl.col("max_price"))
+    )
+    passed = bad.height == 0
+    summary = (
+        f"min ≤ avg ≤ max in all {records.height} records"
+        if passed
+        else (f"{bad.height} records break min ≤ avg ≤ max")
+    )
+    return Outcome(
+        passed, summary, {"records": records.height, "violations": bad.height}, _sample(bad)
+    )
+
+
+def totals_consistent(records: pl.DataFrame) -> Outcome:
+    """avg = round(total / quantity) on the server, so |avg × quantity − total| ≤ quantity / 2."""
+    gap = (pl.col("avg_price") * pl.col("quantity") - pl.col("total_price")).abs()
+    bad = records.with_columns(gap.alias("gap")).filter(pl.col("gap") > pl.col("quantity") / 2 + 1)
+    passed = bad.height == 0
+    summary = (
+        f"avg × quantity matches total in all {records.height} records"
+        if passed
+        else (f"{bad.height} records have avg × quantity off total by more than rounding")
+    )
+    return Outcome(
+        passed, summary, {"records": records.height, "violations": bad.height}, _sample(bad)
+    )
+
+
+def references_valid(records: pl.DataFrame, flowers: pl.DataFrame) -> Outcome:
+    dangling = records.join(flowers, left_on="flower_id", right_on="id", how="anti")
+    passed = dangling.height == 0
+    summary = (
+        f"all {records.height} records point to a known variety"
+        if passed
+        else (f"{dangling.height} records point to no variety")
+    )
+    return Outcome(passed, summary, {"dangling": dangling.height}, _sample(dangling))
+
+
+def reconciles(
+    raw_per_category: dict[str, int], loaded: dict[str, int], rejected: dict[str, int]
+) -> Outcome:
+    table = [
+        {
+            "category": name,
+            "raw": raw_per_category.get(name, 0),
+            "loaded": loaded.get(name, 0),
+            "rejected": rejected.get(name, 0),
+        }
+        for name in KOREAN_NAMES
+    ]
+    off = [row for row in table if row["raw"] != row["loaded"] + row["rejected"]]
+    passed = not off
+    summary = (
+        "raw = loaded + rejected in every category"
+        if passed
+        else (
+            "rows unaccounted for in "
+            + ", ".join(
+                f"{r['category']} (raw {r['raw']}, loaded {r['loaded']}, rejected {r['rejected']})"
+                for r in off
+            )
+        )
+    )
+    return Outcome(passed, summary, {}, pl.DataFrame(table))
+
+
+def price_anomalies(today: pl.DataFrame, history: pl.DataFrame, day: date) -> Outcome:
+    """Records whose average price is far outside their own trailing history.
+
+    `today` and `history` hold auction records with `auction_date, flower_id, grade, avg_price`
+    (plus any label columns in `today`). Robust z-score: 0.6745 × (x − median) / MAD over the
+    variety-and-grade's previous `ANOMALY_HISTORY_DAYS` auction days.
+    """
+    key = ["flower_id", "grade"]
+    trailing = (
+        history.filter(pl.col("auction_date") < day)
+        .sort("auction_date", descending=True)
+        .group_by(key, maintain_order=True)
+        .head(ANOMALY_HISTORY_DAYS)
+        .group_by(key)
+        .agg(
+            pl.len().alias("history_days"),
+            pl.col("avg_price").median().alias("median"),
+            (pl.col("avg_price") - pl.col("avg_price").median()).abs().median().alias("mad"),
+        )
+        .filter((pl.col("history_days") >= ANOMALY_MIN_HISTORY) & (pl.col("mad") > 0))
+    )
+    scored = today.join(trailing, on=key).with_columns(
+        (0.6745 * (pl.col("avg_price") - pl.col("median")) / pl.col("mad"))
+        .round(1)
+        .alias("robust_z"),
+        (pl.col("avg_price") / pl.col("median")).round(2).alias("ratio"),
+    )
+    offenders = scored.filter(
+        (pl.col("robust_z").abs() > ANOMALY_Z)
+        & ((pl.col("ratio") >= ANOMALY_MIN_RATIO) | (pl.col("ratio") <= 1 / ANOMALY_MIN_RATIO))
+    ).sort(pl.col("robust_z").abs(), descending=True)
+    passed = offenders.height == 0
+    summary = (
+        f"{scored.height} of {today.height} records had enough history; none far outside it"
+        if passed
+        else f"{offenders.height} records far outside their trailing {ANOMALY_HISTORY_DAYS}-auction-day history"
+    )
+    meta = {
+        "records_scored": scored.height,
+        "anomalies": offenders.height,
+        "z_threshold": ANOMALY_Z,
+    }
+    return Outcome(passed, summary, meta, _sample(offenders.drop("mad")))
+
+
+def expected_auction_day(day: date, rows_today: dict[str, int], history: pl.DataFrame) -> Outcome:
+    """A category silent on a weekday it has traded on most of the recent same weekdays.
+
+    `history` holds `auction_date, flower_gubn, rows` for earlier dates (only dates with rows).
+    """
+    weekdays = [day - timedelta(weeks=n) for n in range(1, WEEKDAY_LOOKBACK + 1)]
+    traded = history.filter(pl.col("auction_date").is_in(weekdays) & (pl.col("rows") > 0))
+    traded_days = dict(
+        traded.group_by("flower_gubn").agg(pl.col("auction_date").n_unique()).iter_rows()
+    )
+    silent = [
+        {
+            "category": name,
+            "same_weekdays_traded": traded_days.get(name, 0),
+            "looked_back": WEEKDAY_LOOKBACK,
+        }
+        for name in KOREAN_NAMES
+        if rows_today.get(name, 0) == 0 and traded_days.get(name, 0) >= WEEKDAY_MIN_TRADED
+    ]
+    weekday = day.strftime("%A")
+    passed = not silent
+    summary = (
+        "every category that usually trades on this weekday has rows"
+        if passed
+        else "; ".join(
+            f"{s['category']} has no rows on {weekday} {day} but traded on {s['same_weekdays_traded']} of the last {WEEKDAY_LOOKBACK} {weekday}s"
+            for s in silent
+        )
+    )
+    return Outcome(passed, summary, {"weekday": weekday}, pl.DataFrame(silent) if silent else None)
+
+
+def history_window_start(first_day: date) -> date:
+    """How far back price and calendar history must reach for the given first auction date."""
+    # 28 auction days of a twice-weekly category span 14 weeks; 8 same weekdays span 8 weeks.
+    return first_day - timedelta(
+        days=max(7 * math.ceil(ANOMALY_HISTORY_DAYS / 2), 7 * WEEKDAY_LOOKBACK)
+    )
