@@ -22,6 +22,8 @@ ANOMALY_MIN_HISTORY = 8
 ANOMALY_Z = 5.0
 # A price must also at least double or halve against its median to count as an anomaly.
 ANOMALY_MIN_RATIO = 2.0
+# A flat history has MAD 0; its spread is taken to be at least this share of the median.
+ANOMALY_MAD_FLOOR = 0.015
 # expected_auction_day looks back this many same weekdays.
 WEEKDAY_LOOKBACK = 8
 WEEKDAY_MIN_TRADED = 6
@@ -278,7 +280,8 @@ def price_anomalies(today: pl.DataFrame, history: pl.DataFrame, day: date) -> Ou
             pl.col("avg_price").median().alias("median"),
             (pl.col("avg_price") - pl.col("avg_price").median()).abs().median().alias("mad"),
         )
-        .filter((pl.col("history_days") >= ANOMALY_MIN_HISTORY) & (pl.col("mad") > 0))
+        .filter(pl.col("history_days") >= ANOMALY_MIN_HISTORY)
+        .with_columns(pl.max_horizontal("mad", pl.col("median") * ANOMALY_MAD_FLOOR).alias("mad"))
     )
     scored = today.join(trailing, on=key).with_columns(
         (0.6745 * (pl.col("avg_price") - pl.col("median")) / pl.col("mad"))

@@ -7,11 +7,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 
+import dagster as dg
+import polars as pl
 import psycopg2
 import pytest
 
+from flower_assets.assets import flower_auction_assets
 from flower_assets.categories import Category
-from flower_assets.schemas import TABLES
+from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
+from flower_assets.warehouse import Warehouse
 
 # The PostgreSQL server the tests may create and drop databases on.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -107,3 +112,67 @@ class Market:
 
     def rows_for(self, day: date, category: Category) -> list[dict]:
         return self.days.get((day, category), [])
+
+
+@pytest.fixture
+def instance(tmp_path):
+    with dg.DagsterInstance.local_temp(
+        str(tmp_path), overrides={"telemetry": {"enabled": False}}
+    ) as instance:
+        yield instance
+
+
+def resources_for(
+    warehouse_url: str, api_url: str | None = None, max_rejected_share: float = 0.01
+) -> dict:
+    """Resources pointing at a warehouse and at the fake aT server (sample mode without one)."""
+    api = (
+        AtApiResource(service_key=TEST_KEY, base_url=api_url, backoff_s=0.01, max_attempts=2)
+        if api_url
+        else AtApiResource()
+    )
+    return {
+        "at_api": api,
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "integrity_policy": IntegrityPolicy(max_rejected_share=max_rejected_share),
+    }
+
+
+def materialize(
+    keys,
+    warehouse_url,
+    instance,
+    api_url=None,
+    raise_on_error=True,
+    range_run=False,
+    max_rejected_share=0.01,
+):
+    """Materialize the four assets for each key (one run each), or for all keys in one run."""
+    resources = resources_for(warehouse_url, api_url, max_rejected_share)
+    if range_run:
+        tags = {
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        }
+        job = dg.Definitions(
+            assets=flower_auction_assets, resources=resources
+        ).resolve_implicit_global_asset_job_def()
+        return [job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)]
+    return [
+        dg.materialize(
+            flower_auction_assets,
+            partition_key=key,
+            resources=resources,
+            instance=instance,
+            raise_on_error=raise_on_error,
+        )
+        for key in keys
+    ]
+
+
+def tables(url: str) -> dict[str, pl.DataFrame]:
+    with Warehouse.open(url) as wh:
+        frames = {t.name: wh.read_table(t) for t in (RAW, FLOWER_TYPES, FLOWERS, BIDDING, REJECTED)}
+    # fetched_at is when a row was fetched: the only column a re-fetch may change.
+    frames[RAW.name] = frames[RAW.name].drop("fetched_at")
+    return {name: frame.sort(frame.columns) for name, frame in frames.items()}

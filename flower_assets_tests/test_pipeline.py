@@ -6,25 +6,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flower_assets.assets import flower_auction_assets
 from flower_assets.categories import Category
 from flower_assets.definitions import defs
-from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
-from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
 from flower_assets.testing import FakeAtServer, Reply
-from flower_assets.warehouse import Warehouse
 
-from .conftest import TEST_KEY, Market, item
+from .conftest import TEST_KEY, Market, item, materialize, tables
 
 DATES = ["2024-05-08", "2024-05-09", "2024-05-10"]
-
-
-@pytest.fixture
-def instance(tmp_path):
-    with dg.DagsterInstance.local_temp(
-        str(tmp_path), overrides={"telemetry": {"enabled": False}}
-    ) as instance:
-        yield instance
 
 
 @pytest.fixture
@@ -54,45 +42,6 @@ def market() -> Market:
     )
     # 2024-05-11 is a no-auction day: every category answers with no rows.
     return m
-
-
-def materialize(keys, warehouse_url, instance, api_url=None, raise_on_error=True, range_run=False):
-    resources = {
-        "at_api": AtApiResource(
-            service_key=TEST_KEY, base_url=api_url, backoff_s=0.01, max_attempts=2
-        )
-        if api_url
-        else AtApiResource(),
-        "warehouse": WarehouseResource(url=warehouse_url),
-        "integrity_policy": IntegrityPolicy(),
-    }
-    if range_run:
-        tags = {
-            "dagster/asset_partition_range_start": keys[0],
-            "dagster/asset_partition_range_end": keys[-1],
-        }
-        job = dg.Definitions(
-            assets=flower_auction_assets, resources=resources
-        ).resolve_implicit_global_asset_job_def()
-        return [job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)]
-    return [
-        dg.materialize(
-            flower_auction_assets,
-            partition_key=key,
-            resources=resources,
-            instance=instance,
-            raise_on_error=raise_on_error,
-        )
-        for key in keys
-    ]
-
-
-def tables(url: str) -> dict[str, pl.DataFrame]:
-    with Warehouse.open(url) as wh:
-        frames = {t.name: wh.read_table(t) for t in (RAW, FLOWER_TYPES, FLOWERS, BIDDING, REJECTED)}
-    # fetched_at is when a row was fetched: the only column a re-fetch may change.
-    frames[RAW.name] = frames[RAW.name].drop("fetched_at")
-    return {name: frame.sort(frame.columns) for name, frame in frames.items()}
 
 
 def by_name(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:

@@ -1,0 +1,145 @@
+"""Pure integrity checks: they fire on constructed bad data and stay quiet on normal data."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from flower_assets import integrity
+from flower_assets.categories import Category
+from flower_assets.normalize import raw_rows, split_loadable
+from flower_assets.parsing import ApiItem
+
+from .conftest import item
+
+DAY = date(2024, 5, 10)  # a Friday
+
+
+def raw(*rows: dict) -> pl.DataFrame:
+    items = [ApiItem(raw=json.dumps(r, ensure_ascii=False).encode(), fields=r) for r in rows]
+    return raw_rows(items, DAY, Category.CUT_FLOWERS, datetime(2024, 5, 10, tzinfo=UTC))
+
+
+def test_schema_drift_names_the_renamed_field():
+    renamed = {k: v for k, v in item().items() if k != "lvNm"} | {"lv": "특1"}
+    outcome = integrity.schema_drift(raw(renamed, renamed))
+    assert not outcome.passed
+    assert "field lvNm missing in 2 of 2 items" in outcome.summary
+    assert "unexpected field lv in 2 items (renamed?)" in outcome.summary
+
+
+def test_schema_drift_names_an_unknown_category_and_passes_normal_items():
+    assert "unknown category '다육'" in integrity.schema_drift(raw(item(gubn="다육"))).summary
+    assert integrity.schema_drift(raw(item(), item(good="b"))).passed
+    assert integrity.schema_drift(raw()).passed
+
+
+def test_rejected_share_against_the_threshold():
+    frame = raw(*[item(good=f"v{i}") for i in range(99)], item(good="bad", tot_qty="x"))
+    _, rejected = split_loadable(frame)
+    assert integrity.rejected_share(frame.height, rejected, 0.01).passed  # exactly 1 %
+    failing = integrity.rejected_share(frame.height, rejected, 0.005)
+    assert not failing.passed and "non_numeric_amount" in failing.summary
+    assert failing.metadata["rejected"] == 1
+
+
+def test_duplicate_keys_and_dates():
+    assert not integrity.duplicate_keys(raw(item(), item(avg_amt="1"))).passed
+    assert integrity.duplicate_keys(raw(item(), item(grade="상1"))).passed
+    wrong = integrity.dates_match(raw(item(day="2024-05-09"), item(good="x")))
+    assert not wrong.passed and "'2024-05-09'" in wrong.summary
+    assert integrity.dates_match(raw(item())).passed
+
+
+def records(**columns) -> pl.DataFrame:
+    base = {
+        "auction_date": [DAY],
+        "flower_id": [1],
+        "grade": ["특1"],
+        "quantity": [3],
+        "max_price": [120],
+        "min_price": [80],
+        "avg_price": [100],
+        "total_price": [300],
+    }
+    return pl.DataFrame(base | {k: [v] for k, v in columns.items()})
+
+
+def test_prices_ordered_and_totals_consistent():
+    assert integrity.prices_ordered(records()).passed
+    assert not integrity.prices_ordered(records(avg_price=130)).passed
+    assert integrity.totals_consistent(records(total_price=301)).passed  # rounding
+    assert not integrity.totals_consistent(records(total_price=400)).passed
+
+
+def test_reconciliation_names_the_category_that_lost_rows():
+    assert integrity.reconciles({"절화": 10}, {"절화": 8}, {"절화": 2}).passed
+    lost = integrity.reconciles({"절화": 10, "난": 3}, {"절화": 8}, {"절화": 2})
+    assert not lost.passed and "난 (raw 3, loaded 0, rejected 0)" in lost.summary
+
+
+def price_history(prices: list[int], flower_id: int = 1) -> pl.DataFrame:
+    days = [DAY - timedelta(days=2 * (n + 1)) for n in range(len(prices))]
+    return pl.DataFrame(
+        {
+            "auction_date": days,
+            "flower_id": [flower_id] * len(prices),
+            "grade": ["특1"] * len(prices),
+            "avg_price": prices,
+        }
+    )
+
+
+NORMAL = [10_000, 10_400, 9_800, 10_100, 9_900, 10_300, 9_700, 10_200, 10_050, 9_950, 10_150, 9_850]
+
+
+def test_price_anomaly_fires_on_a_spike_and_stays_quiet_on_normal_prices():
+    spike = integrity.price_anomalies(records(avg_price=41_000), price_history(NORMAL), DAY)
+    assert not spike.passed and spike.metadata["anomalies"] == 1
+    assert spike.sample["robust_z"][0] > 5 and spike.sample["ratio"][0] == 4.09
+    assert integrity.price_anomalies(records(avg_price=10_600), price_history(NORMAL), DAY).passed
+    # A crash is as suspicious as a spike.
+    assert not integrity.price_anomalies(
+        records(avg_price=2_000), price_history(NORMAL), DAY
+    ).passed
+
+
+def test_price_anomaly_needs_enough_history_and_ignores_later_dates():
+    assert integrity.price_anomalies(
+        records(avg_price=41_000), price_history(NORMAL[:5]), DAY
+    ).passed
+    future = price_history(NORMAL).with_columns(pl.col("auction_date") + timedelta(days=60))
+    assert integrity.price_anomalies(records(avg_price=41_000), future, DAY).passed
+
+
+def calendar(category: str, weeks_traded: list[int]) -> pl.DataFrame:
+    days = [DAY - timedelta(weeks=w) for w in weeks_traded]
+    return pl.DataFrame(
+        {"auction_date": days, "flower_gubn": [category] * len(days), "rows": [500] * len(days)}
+    )
+
+
+def test_expected_auction_day_flags_a_silent_usual_trading_day():
+    silent = integrity.expected_auction_day(DAY, {"절화": 0}, calendar("절화", list(range(1, 9))))
+    assert not silent.passed
+    assert (
+        "절화 has no rows on Friday 2024-05-10 but traded on 8 of the last 8 Fridays"
+        in silent.summary
+    )
+
+
+def test_expected_auction_day_is_quiet_for_rare_categories_and_days_with_rows():
+    assert integrity.expected_auction_day(DAY, {"춘란": 0}, calendar("춘란", [4, 8])).passed
+    assert integrity.expected_auction_day(
+        DAY, {"절화": 700}, calendar("절화", list(range(1, 9)))
+    ).passed
+    assert integrity.expected_auction_day(DAY, {}, calendar("절화", [])).passed
+
+
+def test_names_unique_sees_through_stray_spaces_and_orphans_are_found():
+    items = pl.DataFrame({"id": [1, 2], "flower_gubn": ["절화", "절화"], "name": ["장미", "장미 "]})
+    assert not integrity.names_unique(items, "flower_gubn").passed
+    varieties = pl.DataFrame({"id": [1], "flower_type_id": [3], "name": ["레드"]})
+    assert not integrity.varieties_without_item(varieties, items).passed
