@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
-from flower_assets import integrity
+from flower_assets import integrity, versions
 from flower_assets.categories import Category
 from flower_assets.checks import (
     BIDDING_CHECKS,
@@ -24,7 +25,7 @@ from flower_assets.checks import (
     CheckRecorder,
     check_specs,
 )
-from flower_assets.client import AtFlowerClient, redact
+from flower_assets.client import redact
 from flower_assets.metadata import definition_metadata
 from flower_assets.normalize import (
     auction_records,
@@ -48,12 +49,23 @@ from flower_assets.schemas import (
     PublicBiddingFlowers,
     Table,
 )
+from flower_assets.source import AuctionSource
 from flower_assets.warehouse import Warehouse
 
 GROUP = "flower_auction"
 API_POOL = "flower_api"
 # A backfill runs this many auction dates per run: few runs (little overhead), small blast radius.
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=100)
+# Run tag that makes the normalizing assets recompute dates whose raw content did not change.
+RECOMPUTE_TAG = "flower/recompute"
+
+
+class RawFetchConfig(dg.Config):
+    refetch: bool = Field(
+        default=False,
+        description="Ask the API even for dates outside the correction window that the raw "
+        "response cache already holds.",
+    )
 
 
 def _asset_args(table: Table, description: str, checks: tuple) -> dict:
@@ -141,11 +153,11 @@ class Fetched:
     duplicates: int
 
 
-def fetch_auction_date(client: AtFlowerClient, day: date) -> Fetched:
+def fetch_auction_date(source: AuctionSource, day: date) -> Fetched:
     """Every category of one auction date, fetched before anything is written."""
     frames, calls, pages, duplicates = [], {}, {}, 0
     for category in Category:
-        answer = client.fetch_day(day, category)
+        answer = source.fetch_day(day, category)
         calls[category.korean_name] = answer.api_calls
         pages[category.korean_name] = answer.pages
         duplicates += answer.duplicates_dropped
@@ -187,6 +199,7 @@ def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:
 )
 def public_bidding_flowers(
     context: dg.AssetExecutionContext,
+    config: RawFetchConfig,
     at_api: AtApiResource,
     warehouse: WarehouseResource,
     integrity_policy: IntegrityPolicy,
@@ -200,7 +213,15 @@ def public_bidding_flowers(
     checks = CheckRecorder(context, RAW.name, RAW_CHECKS)
     per_category: Counter[str] = Counter()
     rows = rejected_rows = duplicates = 0
+    changed: list[date] = []
+    hashes: dict[date, str] = {}
     with at_api.client() as client, warehouse.open() as wh:
+        source = AuctionSource(
+            client, wh, at_api.daily_quota, at_api.correction_days, config.refetch
+        )
+        previous = versions.latest_success(
+            wh.batch_logs(days[0], days[-1])[0], ["auction_date"], "content_hash"
+        )
         calendar = _calendar(wh, days)
         for day in days:
             calls_before = client.calls_made
@@ -214,22 +235,29 @@ def public_bidding_flowers(
                 items_loaded=0,
                 items_rejected=0,
                 api_calls=0,
+                content_hash=None,
             ) as log:
                 try:
-                    fetched = fetch_auction_date(client, day)
+                    fetched = fetch_auction_date(source, day)
                 finally:
                     log.values["api_calls"] = client.calls_made - calls_before
                 raw = PublicBiddingFlowers.validate(fetched.raw)
                 loadable, rejected = split_loadable(raw)
-                wh.replace_partition(day, {RAW: raw})
+                hashes[day] = versions.content_hash(raw)
+                # Unchanged content is not rewritten: the stored rows already are this answer.
+                if previous.get((day,)) != hashes[day]:
+                    wh.replace_partition(day, {RAW: raw})
+                    changed.append(day)
                 log.values.update(
                     items_received=raw.height,
                     items_loaded=loadable.height,
                     items_rejected=rejected.height,
+                    content_hash=hashes[day],
                 )
             counts = rows_per_category(raw)
+            state = "changed" if day in changed else "unchanged"
             context.log.info(
-                f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine"
+                f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine, content {state}"
             )
             checks.record(day, "schema_conforms", integrity.schema_drift(raw))
             checks.record(
@@ -252,17 +280,22 @@ def public_bidding_flowers(
             rows += raw.height
             rejected_rows += rejected.height
             duplicates += fetched.duplicates
-        calls = client.calls_made
         location = wh.location
     if duplicates:
         context.log.warning(
             f"{duplicates} rows repeated across pages were dropped (unstable paging)"
         )
+    single = len(days) == 1
     return dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
             "rows_per_category": dict(per_category),
-            "api_calls": calls,
+            "api_calls": client.calls_made,
+            "answers_from_cache": source.cache_hits,
+            "content_changed": bool(changed) if single else f"{len(changed)} of {len(days)} dates",
+            "content_hash": hashes[days[0]]
+            if single
+            else "one per date, see flower_batch_upload_logs",
             "duplicates_across_pages_dropped": duplicates,
             "rows_written": rows,
             "rows_to_quarantine": rejected_rows,
@@ -270,8 +303,25 @@ def public_bidding_flowers(
             "sample_mode": at_api.sample_mode,
             "warehouse": location,
         },
+        # A date's data version is its content: Dagster shows downstream as stale only if it moved.
+        data_version=dg.DataVersion(hashes[days[0]]) if single else None,
         check_results=checks.results(),
     )
+
+
+def _dates_to_process(
+    context: dg.AssetExecutionContext, wh: Warehouse, days: list[date], assets: tuple[str, ...]
+) -> tuple[list[date], dict[date, str]]:
+    """Dates whose current raw content one of the assets has not processed, and those contents."""
+    uploads, processes = wh.batch_logs(days[0], days[-1])
+    current = {
+        key[0]: value
+        for key, value in versions.latest_success(uploads, ["auction_date"], "content_hash").items()
+    }
+    if context.run.tags.get(RECOMPUTE_TAG) == "true":
+        return days, current
+    todo = set().union(*(versions.pending(days, uploads, processes, asset) for asset in assets))
+    return sorted(todo), current
 
 
 @dg.asset(
@@ -279,16 +329,18 @@ def public_bidding_flowers(
         FLOWER_TYPES, "Item master (품목): one row per category and item name.", FLOWER_TYPES_CHECKS
     ),
     deps=[public_bidding_flowers],
+    # No output when every date's raw content was already processed: downstream is then skipped.
+    output_required=False,
 )
-def flower_types(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+def flower_types(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     days = auction_dates(context)
     checks = CheckRecorder(context, FLOWER_TYPES.name, FLOWER_TYPES_CHECKS)
     new_items: list[str] = []
     with warehouse.open() as wh:
+        anything, current = _dates_to_process(context, wh, days, versions.NORMALIZING_ASSETS)
+        todo, _ = _dates_to_process(context, wh, days, (FLOWER_TYPES.name,))
         known = wh.read_table(FLOWER_TYPES).select("flower_gubn", "name")
-        for day in days:
+        for day in todo:
             with batch_log(
                 wh,
                 PROCESS_LOGS,
@@ -298,6 +350,7 @@ def flower_types(
                 new_items=0,
                 new_varieties=0,
                 auction_rows_affected=0,
+                raw_content_hash=current.get(day),
             ) as log:
                 seen = items_seen(loadable_rows(wh, day)[1])
                 new = seen.join(known, on=["flower_gubn", "name"], how="anti")
@@ -309,9 +362,17 @@ def flower_types(
     outcome = integrity.names_unique(master, "flower_gubn")
     for day in days:
         checks.record(day, "names_unique", outcome)
-    return dg.MaterializeResult(
+    if not anything:
+        context.log.info(
+            f"Raw content of {_dates_label(days)} is unchanged and already processed: "
+            f"flower_types, flowers and bidding_flowers are not recomputed (tag {RECOMPUTE_TAG}=true forces it)."
+        )
+        yield from checks.results()
+        return
+    yield dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
+            "dates_processed": len(todo),
             "new_items": len(new_items),
             "new_item_names": dg.MetadataValue.md(_names_md(new_items)),
             "dagster/row_count": master.height,
@@ -333,9 +394,10 @@ def flowers(
     checks = CheckRecorder(context, FLOWERS.name, FLOWERS_CHECKS)
     new_varieties: list[str] = []
     with warehouse.open() as wh:
+        todo, current = _dates_to_process(context, wh, days, (FLOWERS.name,))
         items = wh.read_table(FLOWER_TYPES)
         known = wh.read_table(FLOWERS).select("flower_type_id", "name")
-        for day in days:
+        for day in todo:
             with batch_log(
                 wh,
                 PROCESS_LOGS,
@@ -345,6 +407,7 @@ def flowers(
                 new_items=0,
                 new_varieties=0,
                 auction_rows_affected=0,
+                raw_content_hash=current.get(day),
             ) as log:
                 seen = varieties_seen(loadable_rows(wh, day)[1], items)
                 new = seen.join(known, on=["flower_type_id", "name"], how="anti")
@@ -363,6 +426,7 @@ def flowers(
     return dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
+            "dates_processed": len(todo),
             "new_varieties": len(new_varieties),
             "new_variety_names": dg.MetadataValue.md(_names_md(new_varieties)),
             "dagster/row_count": master.height,
@@ -399,13 +463,15 @@ def bidding_flowers(
     with warehouse.open() as wh:
         items, varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
         labels = _labels(items, varieties)
+        todo, current = _dates_to_process(context, wh, days, (BIDDING.name,))
+        # Trailing price history, read once for the whole range and kept current as dates are rewritten.
         history = wh.read_range(
             BIDDING,
             integrity.history_window_start(days[0]),
-            days[0] - timedelta(days=1),
+            days[-1],
             ["auction_date", "flower_id", "grade", "avg_price"],
         )
-        for day in days:
+        for day in todo:
             with batch_log(
                 wh,
                 PROCESS_LOGS,
@@ -415,6 +481,7 @@ def bidding_flowers(
                 new_items=0,
                 new_varieties=0,
                 auction_rows_affected=0,
+                raw_content_hash=current.get(day),
             ) as log:
                 raw, loadable, rejected = loadable_rows(wh, day)
                 records = BiddingFlowers.validate(auction_records(loadable, items, varieties))
@@ -436,7 +503,9 @@ def bidding_flowers(
                 ),
             )
             checks.record(day, "price_anomalies", integrity.price_anomalies(stored, history, day))
-            history = pl.concat([history, records.select(history.columns)])
+            history = pl.concat(
+                [history.filter(pl.col("auction_date") != day), records.select(history.columns)]
+            )
             loaded += records.height
             rejected_total += rejected.height
             reasons.update(rejected["reason"].to_list())
@@ -447,6 +516,7 @@ def bidding_flowers(
     return dg.MaterializeResult(
         metadata={
             "auction_dates": _dates_label(days),
+            "dates_processed": len(todo),
             "rows_written": loaded,
             "rows_rejected": rejected_total,
             "rejected_by_reason": dict(reasons),

@@ -73,6 +73,25 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 
 
+def merge_pages(pages: list[list[ApiItem]]) -> tuple[list[ApiItem], int]:
+    """The items of consecutive pages, without rows an earlier page already returned.
+
+    Only rows repeated from an earlier page are paging artefacts; a key repeated inside one
+    page is the server's own answer and is kept for quarantine to judge.
+    """
+    seen: set[tuple] = set()
+    items: list[ApiItem] = []
+    duplicates = 0
+    for page in pages:
+        for item in page:
+            if item.key() in seen:
+                duplicates += 1
+            else:
+                items.append(item)
+        seen.update(item.key() for item in page)
+    return items, duplicates
+
+
 @dataclass
 class CategoryDay:
     """Everything one category answered for one auction date."""
@@ -84,6 +103,8 @@ class CategoryDay:
     pages: int
     duplicates_dropped: int
     fetched_at: datetime
+    # Each page's body exactly as received, for the raw response cache.
+    bodies: list[bytes]
 
 
 @dataclass
@@ -118,26 +139,26 @@ class AtFlowerClient:
             self._http = None
 
     def fetch_day(self, auction_date: date, category: Category) -> CategoryDay:
-        seen: set[tuple] = set()
-        items: list[ApiItem] = []
-        duplicates = 0
+        bodies: list[bytes] = []
+        pages: list[list[ApiItem]] = []
         calls = 0
         fetched_at = datetime.now(UTC)
         for page_number in range(1, self.max_pages + 1):
-            page, attempts = self._fetch_page(auction_date, category, page_number)
+            body, page, attempts = self._fetch_page(auction_date, category, page_number)
             calls += attempts
-            for item in page:
-                key = item.key()
-                # Only rows repeated from an earlier page are paging artefacts; a key repeated
-                # inside one page is the server's own answer and is kept for quarantine.
-                if key in seen:
-                    duplicates += 1
-                    continue
-                items.append(item)
-            seen.update(item.key() for item in page)
+            bodies.append(body)
+            pages.append(page)
             if len(page) < self.page_size:
+                items, duplicates = merge_pages(pages)
                 return CategoryDay(
-                    auction_date, category, items, calls, page_number, duplicates, fetched_at
+                    auction_date,
+                    category,
+                    items,
+                    calls,
+                    page_number,
+                    duplicates,
+                    fetched_at,
+                    bodies,
                 )
         raise ApiUnavailable(
             auction_date,
@@ -158,8 +179,8 @@ class AtFlowerClient:
 
     def _fetch_page(
         self, auction_date: date, category: Category, page_number: int
-    ) -> tuple[list[ApiItem], int]:
-        """One page, retried on transient faults. Returns the items and the calls it took."""
+    ) -> tuple[bytes, list[ApiItem], int]:
+        """One page, retried on transient faults: its body, its items and the calls it took."""
         if self._http is None:
             raise RuntimeError("use AtFlowerClient as a context manager")
         params = self._params(auction_date, category, page_number)
@@ -169,7 +190,8 @@ class AtFlowerClient:
                 self.calls_made += 1
                 response = self._http.get(self.base_url, params=params)
                 self._check_status(response, auction_date, category)
-                return self._read_page(response.content, auction_date, category), attempt
+                items = self._read_page(response.content, auction_date, category)
+                return response.content, items, attempt
             except httpx.TransportError as exc:
                 last_cause = f"{type(exc).__name__}: {exc}"
             except (_TransientStatus, MalformedResponse) as exc:

@@ -21,6 +21,13 @@ class AtApiResource(dg.ConfigurableResource):
     timeout_s: float = Field(default=60.0, description="Read timeout per call, seconds")
     max_attempts: int = Field(default=5, description="Calls per page before giving up")
     backoff_s: float = Field(default=0.5, description="First retry delay; doubles each attempt")
+    daily_quota: int = Field(
+        default=1000, description="Calls per KST day the key may make (FLOWER_API_DAILY_QUOTA)"
+    )
+    correction_days: int = Field(
+        default=3,
+        description="Dates this close to today are always re-fetched, never served from the cache (FLOWER_CORRECTION_DAYS)",
+    )
 
     @property
     def sample_mode(self) -> bool:
@@ -70,6 +77,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             if settings.env(settings.API_KEY_ENV)
             else None,
             base_url=_from_env(settings.API_BASE_URL_ENV, settings.DEFAULT_API_BASE_URL),
+            daily_quota=settings.daily_quota(),
+            correction_days=settings.correction_days(),
         ),
         "warehouse": WarehouseResource(
             url=_from_env(settings.DATABASE_URL_ENV, settings.default_database_url())

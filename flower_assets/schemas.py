@@ -173,6 +173,10 @@ class FlowerBatchUploadLogs(pa.DataFrameModel):
     error_text: str = pa.Field(
         nullable=True, description="Why it failed (never contains the service key)"
     )
+    content_hash: str = pa.Field(
+        nullable=True,
+        description="SHA-256 of the date's raw items: equal hashes, equal content",
+    )
     started_at: pl.Datetime(time_zone="UTC") = pa.Field(description="Start (UTC)")
     finished_at: pl.Datetime(time_zone="UTC") = pa.Field(description="End (UTC)")
 
@@ -202,6 +206,9 @@ class FlowerBatchProcessLogs(pa.DataFrameModel):
     error_text: str = pa.Field(
         nullable=True, description="Why it failed (never contains the service key)"
     )
+    raw_content_hash: str = pa.Field(
+        nullable=True, description="content_hash of the raw rows this step processed"
+    )
     started_at: pl.Datetime(time_zone="UTC") = pa.Field(description="Start (UTC)")
     finished_at: pl.Datetime(time_zone="UTC") = pa.Field(description="End (UTC)")
 
@@ -212,6 +219,40 @@ class FlowerBatchProcessLogs(pa.DataFrameModel):
             "primary_key": "id",
             "indexes": [("auction_date",), ("run_id",)],
         }
+
+
+class ApiResponses(pa.DataFrameModel):
+    """Raw response cache: every successful answer, page by page, exactly as received."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date asked for (baseDate)")
+    flower_gubn: str = pa.Field(description="Category asked for")
+    page: pl.Int64 = pa.Field(ge=1, description="currentPage")
+    page_size: pl.Int64 = pa.Field(ge=1, description="countPerPage")
+    body: str = pa.Field(description="The answer's body as received (JSON text)")
+    content_hash: str = pa.Field(description="SHA-256 of the body")
+    fetched_at: pl.Datetime(time_zone="UTC") = pa.Field(description="When it was fetched (UTC)")
+
+    class Config:
+        strict = True
+        metadata = {
+            "table": "api_responses",
+            "partition_column": "auction_date",
+            "unique": [("auction_date", "flower_gubn", "page")],
+        }
+
+
+class ApiCallCounts(pa.DataFrameModel):
+    """Calls made to the aT API per service key and KST day: what the daily quota counts."""
+
+    key_fingerprint: str = pa.Field(
+        description="First 12 hex digits of SHA-256 of the key; never the key"
+    )
+    kst_date: pl.Date = pa.Field(description="Day in Asia/Seoul; the quota resets at its midnight")
+    calls: pl.Int64 = pa.Field(ge=0, description="Calls made, retries and failed calls included")
+
+    class Config:
+        strict = True
+        metadata = {"table": "api_call_counts", "unique": [("key_fingerprint", "kst_date")]}
 
 
 @dataclass(frozen=True)
@@ -251,6 +292,8 @@ BIDDING = Table(BiddingFlowers)
 REJECTED = Table(RejectedBiddingFlowers)
 UPLOAD_LOGS = Table(FlowerBatchUploadLogs)
 PROCESS_LOGS = Table(FlowerBatchProcessLogs)
+API_RESPONSES = Table(ApiResponses)
+API_CALL_COUNTS = Table(ApiCallCounts)
 TABLES: tuple[Table, ...] = (
     RAW,
     FLOWER_TYPES,
@@ -259,4 +302,6 @@ TABLES: tuple[Table, ...] = (
     REJECTED,
     UPLOAD_LOGS,
     PROCESS_LOGS,
+    API_RESPONSES,
+    API_CALL_COUNTS,
 )

@@ -11,6 +11,11 @@ API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
 DATABASE_URL_ENV = "FLOWER_DATABASE_URL"
 START_DATE_ENV = "FLOWER_START_DATE"
 MAX_REJECTED_SHARE_ENV = "FLOWER_MAX_REJECTED_SHARE"
+CORRECTION_DAYS_ENV = "FLOWER_CORRECTION_DAYS"
+DAILY_QUOTA_ENV = "FLOWER_API_DAILY_QUOTA"
+ALERT_WEBHOOK_URL_ENV = "FLOWER_ALERT_WEBHOOK_URL"
+UI_BASE_URL_ENV = "FLOWER_UI_BASE_URL"
+DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
 
 DEFAULT_API_BASE_URL = "https://flower.at.or.kr/api/returnData.api"
 DEFAULT_START_DATE = "2018-01-01"
@@ -58,3 +63,20 @@ def max_rejected_share() -> float:
             f"{MAX_REJECTED_SHARE_ENV}={raw!r} must be a share between 0 and 1, e.g. 0.01"
         )
     return share
+
+
+def _whole_number(name: str, default: int) -> int:
+    raw = env(name) or str(default)
+    if not raw.isdigit():
+        raise ValueError(f"{name}={raw!r} must be a whole number, e.g. {default}")
+    return int(raw)
+
+
+def correction_days() -> int:
+    """How many days before the latest auction day are re-fetched for late corrections."""
+    return _whole_number(CORRECTION_DAYS_ENV, 3)
+
+
+def daily_quota() -> int:
+    """Calls the aT key may make per KST day (1,000 unless raised on request)."""
+    return _whole_number(DAILY_QUOTA_ENV, 1000)

@@ -20,7 +20,14 @@ from typing import Any
 
 import polars as pl
 
-from flower_assets.schemas import FLOWER_TYPES, FLOWERS, TABLES, Table
+from flower_assets.schemas import (
+    API_CALL_COUNTS,
+    API_RESPONSES,
+    PROCESS_LOGS,
+    TABLES,
+    UPLOAD_LOGS,
+    Table,
+)
 
 _SQL_TYPES: dict[str, dict[type[pl.DataType], str]] = {
     "sqlite": {pl.Int64: "INTEGER", pl.String: "TEXT", pl.Date: "TEXT", pl.Datetime: "TEXT"},
@@ -173,13 +180,53 @@ class Warehouse(ABC):
         with self.transaction() as cursor:
             self._insert(cursor, table, frame.select(columns))
 
+    def replace_cached_answer(self, day: date, flower_gubn: str, pages: pl.DataFrame) -> None:
+        """Store one category's answer for a date, replacing any earlier one."""
+        p = self._placeholder
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"DELETE FROM {API_RESPONSES.name} WHERE auction_date = {p} AND flower_gubn = {p}",
+                (self._date_param(day), flower_gubn),
+            )
+            self._insert(cursor, API_RESPONSES, pages.select(API_RESPONSES.columns))
+
+    def cached_answer(self, day: date, flower_gubn: str) -> pl.DataFrame:
+        """The cached pages of one category and date, in page order (empty if none)."""
+        p = self._placeholder
+        sql = (
+            f"SELECT {', '.join(API_RESPONSES.columns)} FROM {API_RESPONSES.name}"
+            f" WHERE auction_date = {p} AND flower_gubn = {p} ORDER BY page"
+        )
+        return self._frame(
+            API_RESPONSES.polars_schema, self._fetch(sql, (self._date_param(day), flower_gubn))
+        )
+
+    def add_api_calls(self, key_fingerprint: str, kst_date: date, calls: int) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(
+                _sql(self.dialect, "add_api_calls"),
+                (key_fingerprint, self._date_param(kst_date), calls),
+            )
+
+    def api_calls_on(self, key_fingerprint: str, kst_date: date) -> int:
+        p = self._placeholder
+        rows = self._fetch(
+            f"SELECT calls FROM {API_CALL_COUNTS.name} WHERE key_fingerprint = {p} AND kst_date = {p}",
+            (key_fingerprint, self._date_param(kst_date)),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def batch_logs(self, first: date, last: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Upload and process log rows of auction dates first..last."""
+        return (
+            self.read_range(UPLOAD_LOGS, first, last, UPLOAD_LOGS.columns),
+            self.read_range(PROCESS_LOGS, first, last, PROCESS_LOGS.columns),
+        )
+
     def read_table(self, table: Table) -> pl.DataFrame:
         order = "id" if "id" in table.columns else ", ".join(table.columns)
         sql = f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {order}"
         return self._frame(table.polars_schema, self._fetch(sql))
-
-    def read_masters(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        return self.read_table(FLOWER_TYPES), self.read_table(FLOWERS)
 
     _placeholder = "?"
 

@@ -138,6 +138,10 @@ def resources_for(
     }
 
 
+def refetch_config(refetch: bool = True) -> dict:
+    return {"ops": {"public_bidding_flowers": {"config": {"refetch": refetch}}}}
+
+
 def materialize(
     keys,
     warehouse_url,
@@ -146,9 +150,14 @@ def materialize(
     raise_on_error=True,
     range_run=False,
     max_rejected_share=0.01,
+    refetch=False,
 ):
-    """Materialize the four assets for each key (one run each), or for all keys in one run."""
+    """Materialize the four assets for each key (one run each), or for all keys in one run.
+
+    `refetch` asks the API again for dates the raw response cache already holds.
+    """
     resources = resources_for(warehouse_url, api_url, max_rejected_share)
+    run_config = refetch_config(refetch)
     if range_run:
         tags = {
             "dagster/asset_partition_range_start": keys[0],
@@ -157,7 +166,11 @@ def materialize(
         job = dg.Definitions(
             assets=flower_auction_assets, resources=resources
         ).resolve_implicit_global_asset_job_def()
-        return [job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)]
+        return [
+            job.execute_in_process(
+                instance=instance, tags=tags, raise_on_error=raise_on_error, run_config=run_config
+            )
+        ]
     return [
         dg.materialize(
             flower_auction_assets,
@@ -165,6 +178,7 @@ def materialize(
             resources=resources,
             instance=instance,
             raise_on_error=raise_on_error,
+            run_config=run_config,
         )
         for key in keys
     ]

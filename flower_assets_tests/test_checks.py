@@ -15,7 +15,7 @@ from flower_assets.schemas import PROCESS_LOGS, UPLOAD_LOGS
 from flower_assets.testing import FakeAtServer, Reply
 from flower_assets.warehouse import Warehouse
 
-from .conftest import TEST_KEY, Market, item, materialize, resources_for, tables
+from .conftest import TEST_KEY, Market, item, materialize, refetch_config, resources_for, tables
 
 DAY = "2024-05-10"
 
@@ -270,6 +270,7 @@ def test_a_failing_normalization_step_leaves_a_failed_process_log(warehouse_url,
             partition_key=DAY,
             instance=instance,
             resources=resources_for(warehouse_url, server.url),
+            run_config=refetch_config(),
             raise_on_error=False,
         )
     assert not result.success

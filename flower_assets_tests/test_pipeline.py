@@ -112,7 +112,7 @@ def test_live_partitions_via_http_then_rematerialized_give_identical_tables(
         results = materialize(DATES, warehouse_url, instance, server.url)
         first = tables(warehouse_url)
         assert len(server.requests) == 4 * len(DATES)  # one call per category per day
-        materialize(DATES, warehouse_url, instance, server.url)
+        materialize(DATES, warehouse_url, instance, server.url, refetch=True)
     assert all(r.success for r in results)
     meta = results[2].asset_materializations_for_node("public_bidding_flowers")[0].metadata
     assert meta["sample_mode"].value is False and meta["rows_written"].value == 3
@@ -170,7 +170,7 @@ def test_a_correction_replaces_the_partition_and_masters_keep_their_ids(
             Category.CUT_FLOWERS,
             [item(good="레드", avg_amt="11000"), item(good="핑크")],
         )
-        materialize(["2024-05-10"], warehouse_url, instance, server.url)
+        materialize(["2024-05-10"], warehouse_url, instance, server.url, refetch=True)
     after = tables(warehouse_url)
     assert after["bidding_flowers"].height == 3  # 레드, 핑크, 만천홍: no leftovers of 국화
     assert 11000 in after["bidding_flowers"]["avg_price"].to_list()
@@ -199,7 +199,7 @@ def test_a_failing_category_fails_the_run_and_keeps_the_previous_partition(
     market.set("2024-05-10", Category.CUT_FLOWERS, [item(good="바뀐값")])
     with FakeAtServer(market.rows_for, fault=orchids_down) as server:
         (result,) = materialize(
-            ["2024-05-10"], warehouse_url, instance, server.url, raise_on_error=False
+            ["2024-05-10"], warehouse_url, instance, server.url, raise_on_error=False, refetch=True
         )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)

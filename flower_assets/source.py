@@ -1,0 +1,107 @@
+"""Where a date's answers come from: the raw response cache, or the API within its daily quota.
+
+A date outside the correction window that was fetched before costs no API call: its cached
+answer is replayed through the same parsing code. A date inside the window (late settlement
+corrections happen) or a requested refetch goes to the API. Every call is counted per key
+and KST day in the warehouse, and a fetch that the quota cannot cover fails before calling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from flower_assets.categories import Category
+from flower_assets.client import AtFlowerClient, CategoryDay, merge_pages
+from flower_assets.errors import SEOUL, QuotaExceeded
+from flower_assets.parsing import parse_page
+from flower_assets.schemas import API_RESPONSES
+from flower_assets.warehouse import Warehouse
+
+
+def key_fingerprint(service_key: str) -> str:
+    """Identifies a key in the warehouse without storing it."""
+    return hashlib.sha256(service_key.encode()).hexdigest()[:12]
+
+
+def kst_today(now: datetime | None = None) -> date:
+    return (now or datetime.now(UTC)).astimezone(SEOUL).date()
+
+
+@dataclass
+class AuctionSource:
+    client: AtFlowerClient
+    warehouse: Warehouse
+    daily_quota: int
+    correction_days: int
+    refetch: bool = False
+    today: date | None = None
+
+    def __post_init__(self) -> None:
+        self.fingerprint = key_fingerprint(self.client.service_key)
+        self.today = self.today or kst_today()
+        self.cache_hits = 0
+
+    def in_correction_window(self, day: date) -> bool:
+        return (self.today - day).days <= self.correction_days
+
+    def calls_left_today(self) -> int:
+        return self.daily_quota - self.warehouse.api_calls_on(self.fingerprint, kst_today())
+
+    def fetch_day(self, day: date, category: Category) -> CategoryDay:
+        if not self.refetch and not self.in_correction_window(day):
+            cached = self._from_cache(day, category)
+            if cached is not None:
+                return cached
+        if self.calls_left_today() <= 0:
+            raise QuotaExceeded(
+                day,
+                category.label,
+                f"the warehouse counted {self.daily_quota} calls today for this key (FLOWER_API_DAILY_QUOTA)",
+                datetime.now(UTC),
+            )
+        calls_before = self.client.calls_made
+        try:
+            answer = self.client.fetch_day(day, category)
+        finally:
+            self.warehouse.add_api_calls(
+                self.fingerprint, kst_today(), self.client.calls_made - calls_before
+            )
+        self.warehouse.replace_cached_answer(day, category.korean_name, self._pages(answer))
+        return answer
+
+    def _pages(self, answer: CategoryDay) -> pl.DataFrame:
+        bodies = [body.decode("utf-8", "replace") for body in answer.bodies]
+        return pl.DataFrame(
+            {
+                "auction_date": [answer.auction_date] * len(bodies),
+                "flower_gubn": [answer.category.korean_name] * len(bodies),
+                "page": list(range(1, len(bodies) + 1)),
+                "page_size": [self.client.page_size] * len(bodies),
+                "body": bodies,
+                "content_hash": [hashlib.sha256(body).hexdigest() for body in answer.bodies],
+                "fetched_at": [answer.fetched_at] * len(bodies),
+            },
+            schema=API_RESPONSES.polars_schema,
+        )
+
+    def _from_cache(self, day: date, category: Category) -> CategoryDay | None:
+        cached = self.warehouse.cached_answer(day, category.korean_name)
+        if cached.height == 0:
+            return None
+        pages = [parse_page(body.encode()).items for body in cached["body"]]
+        items, duplicates = merge_pages(pages)
+        self.cache_hits += 1
+        return CategoryDay(
+            day,
+            category,
+            items,
+            api_calls=0,
+            pages=len(pages),
+            duplicates_dropped=duplicates,
+            fetched_at=cached["fetched_at"][0],
+            bodies=[],
+        )
