@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -96,6 +96,42 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate(args: argparse.Namespace) -> int:
+    from flower_assets.sample import SAMPLE_KEY
+    from flower_assets.source import estimate_backfill, key_fingerprint, kst_today
+    from flower_assets.warehouse import Warehouse
+
+    if args.end < args.start:
+        print(f"--to {args.end} is before --from {args.start}", file=sys.stderr)
+        return 2
+    key = settings.env(settings.API_KEY_ENV)
+    quota = settings.daily_quota()
+    days = [args.start + timedelta(days=n) for n in range((args.end - args.start).days + 1)]
+    with Warehouse.open(settings.database_url()) as warehouse:
+        warehouse.ensure_schema()
+        cached = warehouse.cached_dates(args.start, args.end)
+        used = warehouse.api_calls_on(key_fingerprint(key or SAMPLE_KEY), kst_today())
+    estimate = estimate_backfill(
+        days, cached, kst_today(), settings.correction_days(), quota - used, quota
+    )
+    print(f"Auction dates {args.start} to {args.end}: {estimate.dates} dates × 4 categories")
+    print(f"  answers already in the raw response cache: {estimate.answers_cached}")
+    print(f"  API calls needed:                          {estimate.calls_needed}")
+    print(f"  calls left today (KST) for this key:       {max(quota - used, 0)} of {quota}")
+    if not key:
+        print("  FLOWER_API_KEY is unset: sample mode makes no real API calls.")
+    days_word = "day" if estimate.quota_days == 1 else "days"
+    print(
+        f"The backfill fits in {estimate.quota_days} quota {days_word}"
+        + (
+            "."
+            if estimate.quota_days == 1
+            else "; each day it stops with QuotaExceeded and resumes from the cache after midnight KST."
+        )
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     days = sorted(sample_days())
     parser = argparse.ArgumentParser(prog="flower-assets", description=__doc__)
@@ -121,6 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="last auction date, inclusive",
     )
     run.set_defaults(handler=_run)
+    estimate = commands.add_parser(
+        "backfill-estimate",
+        help="API calls a backfill of a date range needs, against what the key has left today",
+    )
+    estimate.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
+    estimate.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
+    estimate.set_defaults(handler=_estimate)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,24 +1,48 @@
-"""The code location: assets, job and resources, configured from the environment."""
+"""The code location: assets, checks, job, schedule, sensors and resources, from the environment."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from flower_assets.assets import GROUP, flower_auction_assets
-from flower_assets.partitions import auction_date_partitions
+from flower_assets import settings
+from flower_assets.assets import GROUP, bidding_flowers, flower_auction_assets
+from flower_assets.partitions import SEOUL_TIMEZONE, auction_date_partitions
 from flower_assets.resources import default_resources
+from flower_assets.schedules import build_daily_schedule
+from flower_assets.sensors import AlertResource, build_alert_sensor
+
+# The latest auction date must be in bidding_flowers by 09:00 KST, two hours after the schedule.
+freshness_checks = dg.build_time_partition_freshness_checks(
+    assets=[bidding_flowers], deadline_cron="0 9 * * *", timezone=SEOUL_TIMEZONE
+)
 
 flower_auction_job = dg.define_asset_job(
     "flower_auction_job",
-    selection=dg.AssetSelection.groups(GROUP),
+    selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.checks(*freshness_checks),
     partitions_def=auction_date_partitions,
     description="Fetch, keep and normalize the aT flower auctions of the selected auction dates.",
 )
 
 defs = dg.Definitions(
     assets=flower_auction_assets,
+    asset_checks=freshness_checks,
     jobs=[flower_auction_job],
-    resources=default_resources(),
+    schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
+    sensors=[
+        build_alert_sensor({a.key for a in flower_auction_assets}, {flower_auction_job.name}),
+        dg.build_sensor_for_freshness_checks(
+            freshness_checks=freshness_checks, default_status=dg.DefaultSensorStatus.RUNNING
+        ),
+    ],
+    resources={
+        **default_resources(),
+        "alerts": AlertResource(
+            webhook_url=dg.EnvVar(settings.ALERT_WEBHOOK_URL_ENV)
+            if settings.env(settings.ALERT_WEBHOOK_URL_ENV)
+            else None,
+            ui_base_url=settings.env(settings.UI_BASE_URL_ENV) or settings.DEFAULT_UI_BASE_URL,
+        ),
+    },
     # One process per run: a step per process costs seconds for work that takes milliseconds.
     executor=dg.in_process_executor,
 )

@@ -22,6 +22,46 @@ from flower_assets.schemas import API_RESPONSES
 from flower_assets.warehouse import Warehouse
 
 
+@dataclass(frozen=True)
+class BackfillEstimate:
+    dates: int
+    calls_needed: int
+    answers_cached: int
+    calls_left_today: int
+    daily_quota: int
+
+    @property
+    def quota_days(self) -> int:
+        """KST days the backfill spans: today's remaining calls first, then full quotas."""
+        if self.calls_needed <= max(self.calls_left_today, 0):
+            return 1
+        rest = self.calls_needed - max(self.calls_left_today, 0)
+        return (1 if self.calls_left_today > 0 else 0) + -(-rest // self.daily_quota)
+
+
+def estimate_backfill(
+    days: list[date],
+    cached: set[tuple[date, str]],
+    today: date,
+    correction_days: int,
+    calls_left_today: int,
+    daily_quota: int,
+) -> BackfillEstimate:
+    """Calls a backfill of `days` needs: one per category and date the cache cannot serve.
+
+    A day whose answer needs several pages costs more; the aT market's busiest days fit one
+    page of 5,000 rows, so this is exact for normal volumes.
+    """
+    needed = reused = 0
+    for day in days:
+        for category in Category:
+            if (day, category.korean_name) in cached and (today - day).days > correction_days:
+                reused += 1
+            else:
+                needed += 1
+    return BackfillEstimate(len(days), needed, reused, calls_left_today, daily_quota)
+
+
 def key_fingerprint(service_key: str) -> str:
     """Identifies a key in the warehouse without storing it."""
     return hashlib.sha256(service_key.encode()).hexdigest()[:12]

@@ -201,6 +201,11 @@ class Warehouse(ABC):
             API_RESPONSES.polars_schema, self._fetch(sql, (self._date_param(day), flower_gubn))
         )
 
+    def cached_dates(self, first: date, last: date) -> set[tuple[date, str]]:
+        """(auction date, category) pairs the raw response cache can answer."""
+        frame = self.read_range(API_RESPONSES, first, last, ["auction_date", "flower_gubn"])
+        return set(frame.unique().rows())
+
     def add_api_calls(self, key_fingerprint: str, kst_date: date, calls: int) -> None:
         with self.transaction() as cursor:
             cursor.execute(
