@@ -120,15 +120,15 @@ def _estimate(args: argparse.Namespace) -> int:
     print(f"  calls left today (KST) for this key:       {max(quota - used, 0)} of {quota}")
     if not key:
         print("  FLOWER_API_KEY is unset: sample mode makes no real API calls.")
-    days_word = "day" if estimate.quota_days == 1 else "days"
-    print(
-        f"The backfill fits in {estimate.quota_days} quota {days_word}"
-        + (
-            "."
-            if estimate.quota_days == 1
-            else "; each day it stops with QuotaExceeded and resumes from the cache after midnight KST."
-        )
+    start = (
+        "today" if estimate.calls_left_today > 0 else "after midnight KST (nothing is left today)"
     )
+    print(f"The backfill spans {estimate.quota_days} quota day(s), starting {start}.")
+    if estimate.quota_days > 1:
+        print(
+            "Each day it stops with QuotaExceeded once the quota is used up; run it again the next"
+            " day and the answers already cached cost nothing."
+        )
     return 0
 
 

@@ -48,7 +48,7 @@ def _alert_for(
             record.run_id,
         )
     run = instance.get_run_by_id(record.run_id)
-    if run is None or not (run.job_name in jobs or (run.asset_selection or set()) & asset_keys):
+    if run is None or not _is_ours(instance, run, asset_keys, jobs):
         return None
     tags = run.tags
     partitions = tags.get("dagster/partition") or "…".join(
@@ -65,6 +65,19 @@ def _alert_for(
     return run_failure_alert(run.job_name, partitions or "-", message, record.run_id)
 
 
+def _is_ours(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, asset_keys: set[dg.AssetKey], jobs: set[str]
+) -> bool:
+    """A run of our jobs, or of any ad-hoc job that started a step of one of our assets."""
+    if run.job_name in jobs or (run.asset_selection or set()) & asset_keys:
+        return True
+    steps = {
+        event.step_key
+        for event in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+    }
+    return bool(steps & {key.to_user_string() for key in asset_keys})
+
+
 def build_alert_sensor(asset_keys: set[dg.AssetKey], jobs: set[str]) -> dg.SensorDefinition:
     @dg.sensor(
         name="flower_alerts",
@@ -74,6 +87,11 @@ def build_alert_sensor(asset_keys: set[dg.AssetKey], jobs: set[str]) -> dg.Senso
     )
     def flower_alerts(context: dg.SensorEvaluationContext, alerts: AlertResource) -> dg.SkipReason:
         instance = context.instance
+        if instance.event_log_storage.is_run_sharded:
+            return dg.SkipReason(
+                "alerts need one consolidated event log: use the repo's dagster.yaml or "
+                "deploy/postgres/dagster.yaml (a per-run SQLite event log cannot be read with one cursor)"
+            )
         if context.cursor is None:
             # First tick: start from now instead of replaying all history.
             context.update_cursor(str(instance.event_log_storage.get_maximum_record_id() or 0))

@@ -116,9 +116,16 @@ class Market:
 
 @pytest.fixture
 def instance(tmp_path):
-    with dg.DagsterInstance.local_temp(
-        str(tmp_path), overrides={"telemetry": {"enabled": False}}
-    ) as instance:
+    # Like the repo's dagster.yaml: one consolidated event log, which the alert sensor reads.
+    overrides = {
+        "telemetry": {"enabled": False},
+        "event_log_storage": {
+            "module": "dagster._core.storage.event_log",
+            "class": "ConsolidatedSqliteEventLogStorage",
+            "config": {"base_dir": str(tmp_path / "history")},
+        },
+    }
+    with dg.DagsterInstance.local_temp(str(tmp_path), overrides=overrides) as instance:
         yield instance
 
 
