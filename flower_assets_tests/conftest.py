@@ -35,14 +35,24 @@ def _admin_connection():
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A fresh database for this test session, dropped at the end."""
+    """A fresh warehouse database for this test session, dropped at the end."""
+    yield from _throwaway_database("flower_test")
+
+
+@pytest.fixture(scope="session")
+def dagster_postgres_url() -> Iterator[str]:
+    """A fresh database for Dagster's own storage (the production instance profile)."""
+    yield from _throwaway_database("flower_dagster_test")
+
+
+def _throwaway_database(prefix: str) -> Iterator[str]:
     try:
         admin = _admin_connection()
     except psycopg2.OperationalError as exc:
         if REQUIRE_POSTGRES:
             pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
         pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
-    name = f"flower_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
