@@ -15,8 +15,8 @@ from flower_assets.categories import Category
 from flower_assets.cli import main as cli_main
 from flower_assets.definitions import defs, flower_auction_job
 from flower_assets.errors import SEOUL
-from flower_assets.schedules import build_daily_schedule, dates_for_tick
 from flower_assets.resources import AtApiResource
+from flower_assets.schedules import build_daily_schedule, dates_for_tick
 from flower_assets.schemas import API_CALL_COUNTS, API_RESPONSES, UPLOAD_LOGS
 from flower_assets.sensors import AlertResource, build_alert_sensor
 from flower_assets.source import estimate_backfill, kst_today
