@@ -6,8 +6,8 @@ its own, so a failure loses at most the date it was working on. Each step checks
 """
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -115,6 +115,27 @@ def batch_log(
         _write_log(warehouse, log, "failed", redact(f"{type(exc).__name__}: {exc}", secret))
         raise
     _write_log(warehouse, log, "success", None)
+
+
+def process_log(
+    warehouse: Warehouse,
+    context: dg.AssetExecutionContext,
+    asset: str,
+    day: date,
+    raw_hash: str | None,
+) -> AbstractContextManager[BatchLog]:
+    """The flower_batch_process_logs row of one normalizing asset and date."""
+    return batch_log(
+        warehouse,
+        PROCESS_LOGS,
+        context.run_id,
+        day,
+        asset=asset,
+        new_items=0,
+        new_varieties=0,
+        auction_rows_affected=0,
+        raw_content_hash=raw_hash,
+    )
 
 
 def _write_log(warehouse: Warehouse, log: BatchLog, status: str, error: str | None) -> None:
@@ -335,30 +356,19 @@ def _dates_to_process(
 def flower_types(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     days = auction_dates(context)
     checks = CheckRecorder(context, FLOWER_TYPES.name, FLOWER_TYPES_CHECKS)
-    new_items: list[str] = []
     with warehouse.open() as wh:
         anything, current = _dates_to_process(context, wh, days, versions.NORMALIZING_ASSETS)
         todo, _ = _dates_to_process(context, wh, days, (FLOWER_TYPES.name,))
-        known = wh.read_table(FLOWER_TYPES).select("flower_gubn", "name")
-        for day in todo:
-            with batch_log(
-                wh,
-                PROCESS_LOGS,
-                context.run_id,
-                day,
-                asset=FLOWER_TYPES.name,
-                new_items=0,
-                new_varieties=0,
-                auction_rows_affected=0,
-                raw_content_hash=current.get(day),
-            ) as log:
-                seen = items_seen(loadable_rows(wh, day)[1])
-                new = seen.join(known, on=["flower_gubn", "name"], how="anti")
-                wh.upsert_items(seen)
-                log.values["new_items"] = new.height
-            known = pl.concat([known, new.select("flower_gubn", "name")])
-            new_items += new["name"].to_list()
-        master = wh.read_table(FLOWER_TYPES)
+        new_items, master = _grow_master(
+            context,
+            wh,
+            todo,
+            current,
+            FLOWER_TYPES,
+            "new_items",
+            wh.upsert_items,
+            lambda day: items_seen(loadable_rows(wh, day)[1]),
+        )
     outcome = integrity.names_unique(master, "flower_gubn")
     for day in days:
         checks.record(day, "names_unique", outcome)
@@ -370,13 +380,7 @@ def flower_types(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         yield from checks.results()
         return
     yield dg.MaterializeResult(
-        metadata={
-            "auction_dates": _dates_label(days),
-            "dates_processed": len(todo),
-            "new_items": len(new_items),
-            "new_item_names": dg.MetadataValue.md(_names_md(new_items)),
-            "dagster/row_count": master.height,
-        },
+        metadata=_master_metadata(days, todo, "new_items", "new_item_names", new_items, master),
         check_results=checks.results(),
     )
 
@@ -392,47 +396,79 @@ def flowers(
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
     checks = CheckRecorder(context, FLOWERS.name, FLOWERS_CHECKS)
-    new_varieties: list[str] = []
     with warehouse.open() as wh:
         todo, current = _dates_to_process(context, wh, days, (FLOWERS.name,))
         items = wh.read_table(FLOWER_TYPES)
-        known = wh.read_table(FLOWERS).select("flower_type_id", "name")
-        for day in todo:
-            with batch_log(
-                wh,
-                PROCESS_LOGS,
-                context.run_id,
-                day,
-                asset=FLOWERS.name,
-                new_items=0,
-                new_varieties=0,
-                auction_rows_affected=0,
-                raw_content_hash=current.get(day),
-            ) as log:
-                seen = varieties_seen(loadable_rows(wh, day)[1], items)
-                new = seen.join(known, on=["flower_type_id", "name"], how="anti")
-                wh.upsert_varieties(seen)
-                log.values["new_varieties"] = new.height
-            known = pl.concat([known, new.select("flower_type_id", "name")])
-            new_varieties += new["name"].to_list()
-        master = wh.read_table(FLOWERS)
-    unique, orphans = (
-        integrity.names_unique(master, "flower_type_id"),
-        integrity.varieties_without_item(master, items),
-    )
+        new_varieties, master = _grow_master(
+            context,
+            wh,
+            todo,
+            current,
+            FLOWERS,
+            "new_varieties",
+            wh.upsert_varieties,
+            lambda day: varieties_seen(loadable_rows(wh, day)[1], items),
+        )
+    unique = integrity.names_unique(master, "flower_type_id")
+    orphans = integrity.varieties_without_item(master, items)
     for day in days:
         checks.record(day, "names_unique", unique)
         checks.record(day, "no_orphans", orphans)
     return dg.MaterializeResult(
-        metadata={
-            "auction_dates": _dates_label(days),
-            "dates_processed": len(todo),
-            "new_varieties": len(new_varieties),
-            "new_variety_names": dg.MetadataValue.md(_names_md(new_varieties)),
-            "dagster/row_count": master.height,
-        },
+        metadata=_master_metadata(
+            days, todo, "new_varieties", "new_variety_names", new_varieties, master
+        ),
         check_results=checks.results(),
     )
+
+
+def _grow_master(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    todo: list[date],
+    current: dict[date, str],
+    table: Table,
+    log_field: str,
+    upsert: Callable[[pl.DataFrame], None],
+    seen_on: Callable[[date], pl.DataFrame],
+) -> tuple[list[str], pl.DataFrame]:
+    """Add what each date saw to an only-growing master, one date per transaction.
+
+    Returns the names that were new and the master afterwards.
+    """
+    key = [
+        column
+        for column in table.columns
+        if column not in ("id", "first_seen_date", "last_seen_date")
+    ]
+    known = wh.read_table(table).select(key)
+    new_names: list[str] = []
+    for day in todo:
+        with process_log(wh, context, table.name, day, current.get(day)) as log:
+            seen = seen_on(day)
+            new = seen.join(known, on=key, how="anti")
+            upsert(seen)
+            log.values[log_field] = new.height
+        known = pl.concat([known, new.select(key)])
+        new_names += new["name"].to_list()
+    return new_names, wh.read_table(table)
+
+
+def _master_metadata(
+    days: list[date],
+    todo: list[date],
+    count_key: str,
+    names_key: str,
+    new_names: list[str],
+    master: pl.DataFrame,
+) -> dict[str, object]:
+    return {
+        "auction_dates": _dates_label(days),
+        "dates_processed": len(todo),
+        count_key: len(new_names),
+        names_key: dg.MetadataValue.md(_names_md(new_names)),
+        "dagster/row_count": master.height,
+    }
 
 
 def _labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
@@ -472,17 +508,7 @@ def bidding_flowers(
             ["auction_date", "flower_id", "grade", "avg_price"],
         )
         for day in todo:
-            with batch_log(
-                wh,
-                PROCESS_LOGS,
-                context.run_id,
-                day,
-                asset=BIDDING.name,
-                new_items=0,
-                new_varieties=0,
-                auction_rows_affected=0,
-                raw_content_hash=current.get(day),
-            ) as log:
+            with process_log(wh, context, BIDDING.name, day, current.get(day)) as log:
                 raw, loadable, rejected = loadable_rows(wh, day)
                 records = BiddingFlowers.validate(auction_records(loadable, items, varieties))
                 # Records and their quarantine change together: raw = loaded + rejected at all times.

@@ -181,17 +181,6 @@ def varieties_without_item(flowers: pl.DataFrame, flower_types: pl.DataFrame) ->
     return Outcome(passed, summary, {"orphans": orphans.height}, _sample(orphans))
 
 
-def items_without_variety(flower_types: pl.DataFrame, flowers: pl.DataFrame) -> Outcome:
-    orphans = flower_types.join(flowers, left_on="id", right_on="flower_type_id", how="anti")
-    passed = orphans.height == 0
-    summary = (
-        f"all {flower_types.height} items have varieties"
-        if passed
-        else (f"{orphans.height} items have no variety")
-    )
-    return Outcome(passed, summary, {"orphans": orphans.height}, _sample(orphans))
-
-
 def prices_ordered(records: pl.DataFrame) -> Outcome:
     bad = records.filter(
         (pl.col("min_price") > pl.col("avg_price")) | (pl.col("avg_price") > pl.col("max_price"))
