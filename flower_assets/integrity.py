@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from flower_assets.categories import KOREAN_NAMES
+from flower_assets.normalize import item_fields
 from flower_assets.parsing import ITEM_FIELDS, KEY_FIELDS
 
 SAMPLE_ROWS = 10
@@ -69,7 +70,7 @@ def schema_drift(raw: pl.DataFrame) -> Outcome:
     for name, count in sorted(counts.items()):
         if name not in ITEM_FIELDS:
             problems.append(f"unexpected field {name} in {count} items (renamed?)")
-    categories = raw.select(pl.col("raw_item").str.json_path_match("$.flowerGubn").alias("c"))["c"]
+    categories = item_fields(raw).select(pl.col("item").struct.field("flowerGubn"))["flowerGubn"]
     for name, count in categories.drop_nulls().value_counts().iter_rows():
         if name not in KOREAN_NAMES:
             problems.append(f"unknown category {name!r} in {count} items")
@@ -116,9 +117,8 @@ def categories_answered(calls: dict[str, int], pages: dict[str, int]) -> Outcome
 
 
 def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
-    return raw.select(
-        "flower_gubn",
-        *(pl.col("raw_item").str.json_path_match(f"$.{f}").alias(f) for f in KEY_FIELDS),
+    return item_fields(raw).select(
+        "flower_gubn", *(pl.col("item").struct.field(f) for f in KEY_FIELDS)
     )
 
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 import polars as pl
 
 from flower_assets.categories import KOREAN_NAMES, Category
-from flower_assets.parsing import ApiItem
+from flower_assets.parsing import ITEM_FIELDS, ApiItem
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
 
 # raw column -> API field
@@ -69,13 +69,17 @@ def _integer(text: pl.Expr) -> pl.Expr:
     )
 
 
+# Every documented field as text; a missing field (or a JSON null) decodes to null.
+ITEM_STRUCT = pl.Struct({name: pl.String for name in ITEM_FIELDS})
+
+
+def item_fields(raw: pl.DataFrame) -> pl.DataFrame:
+    """The raw rows with their items' documented fields decoded once, as text columns."""
+    return raw.with_columns(pl.col("raw_item").str.json_decode(ITEM_STRUCT).alias("item"))
+
+
 def _field(name: str) -> pl.Expr:
-    return pl.col("raw_item").str.json_path_match(f"$.{name}")
-
-
-def _has_field(name: str) -> pl.Expr:
-    # json_path_match cannot tell a missing field from a JSON null; the key's presence can.
-    return pl.col("raw_item").str.contains(f'"{name}"\\s*:')
+    return pl.col("item").struct.field(name)
 
 
 def _blank(column: str) -> pl.Expr:
@@ -90,7 +94,7 @@ def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
         rules.append(
             (
                 "missing_field",
-                ~_has_field(field),
+                _field(field).is_null(),
                 pl.lit(f"the API field {field} is missing (schema drift?)"),
             )
         )
@@ -190,7 +194,7 @@ def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         hit = rejects.fill_null(False)
         reason = pl.when(hit).then(pl.lit(code)).otherwise(reason)
         sentence = pl.when(hit).then(text).otherwise(sentence)
-    judged = raw.with_columns(reason.alias("reason"), sentence.alias("reason_text"))
+    judged = item_fields(raw).with_columns(reason.alias("reason"), sentence.alias("reason_text"))
     loadable = judged.filter(pl.col("reason").is_null()).select(RAW.columns)
     rejected = judged.filter(pl.col("reason").is_not_null()).select(REJECTED.columns)
     return loadable, rejected.cast(REJECTED.polars_schema)

@@ -259,6 +259,8 @@ class SqliteWarehouse(Warehouse):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts the file; it only skips an fsync per commit.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
 
     @property
