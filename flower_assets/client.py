@@ -220,16 +220,14 @@ class AtFlowerClient:
         page = parse_page(body)
         if page.result_code == "0":
             return page.items
+        # Gateways may quote the key they refused: never repeat it in errors and logs.
+        message = redact(page.result_message, self.service_key)
         if page.result_code == QUOTA_RESULT_CODE:
-            raise QuotaExceeded(
-                auction_date, category.label, page.result_message, datetime.now(UTC)
-            )
+            raise QuotaExceeded(auction_date, category.label, message, datetime.now(UTC))
         meaning = REJECTED_RESULT_CODES.get(
             page.result_code, "an error code the API does not document"
         )
-        raise ApiRejectedRequest(
-            auction_date, category.label, page.result_code, meaning, page.result_message
-        )
+        raise ApiRejectedRequest(auction_date, category.label, page.result_code, meaning, message)
 
 
 class _TransientStatus(Exception):

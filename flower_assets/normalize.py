@@ -29,7 +29,9 @@ _INTEGER = r"^\s*-?(\d+|\d{1,3}(,\d{3})+)\s*$"
 def _text(value: object) -> str | None:
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value)
+    text = value if isinstance(value, str) else str(value)
+    # PostgreSQL text cannot hold U+0000; raw_item keeps the exact JSON (\u0000 there).
+    return text.replace("\x00", "\ufffd")
 
 
 def raw_rows(
@@ -88,7 +90,8 @@ def _blank(column: str) -> pl.Expr:
 
 def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
     """(reason, condition that rejects a row, sentence) in order of precedence."""
-    key = ["auction_date", "flower_gubn", "flower_type", "flower_name", "grade"]
+    # Names are compared as the masters store them, trimmed: '레드' and '레드 ' are one variety.
+    key = ["auction_date", "flower_gubn", *(_clean(column) for column in NAME_FIELDS)]
     rules: list[tuple[str, pl.Expr, pl.Expr]] = []
     for field in (NAME_FIELDS | AMOUNT_FIELDS).values():
         rules.append(
@@ -194,6 +197,7 @@ def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         hit = rejects.fill_null(False)
         reason = pl.when(hit).then(pl.lit(code)).otherwise(reason)
         sentence = pl.when(hit).then(text).otherwise(sentence)
+    sentence = sentence.str.replace_all("\x00", "\ufffd", literal=True)  # quotes fields
     judged = item_fields(raw).with_columns(reason.alias("reason"), sentence.alias("reason_text"))
     loadable = judged.filter(pl.col("reason").is_null()).select(RAW.columns)
     rejected = judged.filter(pl.col("reason").is_not_null()).select(REJECTED.columns)

@@ -75,7 +75,9 @@ def _sql(dialect: str, name: str) -> str:
 
 def display_url(url: str) -> str:
     """The URL with any password replaced, fit for logs and metadata."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    # libpq also takes it as a parameter: ?password=… in a URL, password=… in a key=value DSN.
+    return re.sub(r"(password\s*=\s*)[^&\s]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 class Warehouse(ABC):
@@ -257,11 +259,14 @@ class SqliteWarehouse(Warehouse):
             )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL never corrupts the file; it only skips an fsync per commit.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL never corrupts the file; it only skips an fsync per commit.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise ConnectionError(f"cannot open the warehouse {self.location}: {exc}") from None
 
     @property
     def location(self) -> str:
@@ -277,6 +282,10 @@ class SqliteWarehouse(Warehouse):
         cursor.execute("BEGIN IMMEDIATE")
         try:
             yield cursor
+        except sqlite3.OperationalError as exc:
+            self._conn.rollback()
+            # sqlite3 says "attempt to write a readonly database" without saying which one.
+            raise sqlite3.OperationalError(f"warehouse {self.location}: {exc}") from exc
         except BaseException:
             self._conn.rollback()
             raise
