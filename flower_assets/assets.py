@@ -529,8 +529,11 @@ def bidding_flowers(
                 ),
             )
             checks.record(day, "price_anomalies", integrity.price_anomalies(stored, history, day))
+            # Keep only the window the next date needs: the same history whatever the run's start.
             history = pl.concat(
                 [history.filter(pl.col("auction_date") != day), records.select(history.columns)]
+            ).filter(
+                pl.col("auction_date") >= integrity.history_window_start(day + timedelta(days=1))
             )
             loaded += records.height
             rejected_total += rejected.height
