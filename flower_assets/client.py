@@ -186,6 +186,7 @@ class AtFlowerClient:
         params = self._params(auction_date, category, page_number)
         last_cause = ""
         for attempt in range(1, self.retry.max_attempts + 1):
+            asked_wait = 0.0
             try:
                 self.calls_made += 1
                 response = self._http.get(self.base_url, params=params)
@@ -194,10 +195,17 @@ class AtFlowerClient:
                 return response.content, items, attempt
             except httpx.TransportError as exc:
                 last_cause = f"{type(exc).__name__}: {exc}"
-            except (_TransientStatus, MalformedResponse) as exc:
+            except _TransientStatus as exc:
+                last_cause = str(exc)
+                asked_wait = exc.retry_after_s
+            except MalformedResponse as exc:
                 last_cause = str(exc)
             if attempt < self.retry.max_attempts:
-                self.sleep(self.retry.delay(attempt, self.rng))
+                # A server that says when to come back is obeyed, up to the longest backoff.
+                wait = max(
+                    self.retry.delay(attempt, self.rng), min(asked_wait, self.retry.max_delay_s)
+                )
+                self.sleep(wait)
         raise ApiUnavailable(
             auction_date,
             category.label,
@@ -212,7 +220,8 @@ class AtFlowerClient:
             return
         where = f"HTTP {response.status_code} from {redact(str(response.url), self.service_key)}"
         if response.status_code in RETRYABLE_STATUS:
-            raise _TransientStatus(where)
+            retry_after = response.headers.get("Retry-After", "").strip()
+            raise _TransientStatus(where, float(retry_after) if retry_after.isdigit() else 0.0)
         # Any other 4xx is a request we got wrong; retrying will not heal it.
         raise ApiHttpError(auction_date, category.label, where)
 
@@ -231,4 +240,8 @@ class AtFlowerClient:
 
 
 class _TransientStatus(Exception):
-    """An HTTP status worth retrying (429, 5xx)."""
+    """An HTTP status worth retrying (429, 5xx), with the server's Retry-After in seconds."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

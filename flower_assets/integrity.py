@@ -17,6 +17,7 @@ from flower_assets.normalize import item_fields
 from flower_assets.parsing import ITEM_FIELDS, KEY_FIELDS
 
 SAMPLE_ROWS = 10
+NAME_KEYS = ("pumName", "goodName", "lvNm")
 # How much trailing history price_anomalies looks at, in auction days of the variety and grade.
 ANOMALY_HISTORY_DAYS = 28
 ANOMALY_MIN_HISTORY = 8
@@ -117,8 +118,14 @@ def categories_answered(calls: dict[str, int], pages: dict[str, int]) -> Outcome
 
 
 def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
+    """The five key fields; names trimmed, as quarantine and the masters compare them."""
+    fields = [pl.col("item").struct.field(f) for f in KEY_FIELDS]
     return item_fields(raw).select(
-        "flower_gubn", *(pl.col("item").struct.field(f) for f in KEY_FIELDS)
+        "flower_gubn",
+        *(
+            f.str.strip_chars() if name in NAME_KEYS else f
+            for name, f in zip(KEY_FIELDS, fields, strict=True)
+        ),
     )
 
 

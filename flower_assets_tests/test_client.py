@@ -309,3 +309,16 @@ def test_loopback_connection_reset_mid_body_is_retried():
     ):
         day = client.fetch_day(DAY, Category.CUT_FLOWERS)
     assert len(day.items) == 3 and day.api_calls == 2
+
+
+def test_retry_after_is_obeyed_up_to_the_longest_backoff():
+    market = Market()
+    market.set("2024-05-10", Category.CUT_FLOWERS, rows(1))
+    slow_down = [
+        httpx.Response(429, headers={"Retry-After": "3"}),
+        httpx.Response(503, headers={"Retry-After": "3600"}),
+    ]
+    sleeps: list[float] = []
+    with client_for(Recorder(market, slow_down), sleeps=sleeps) as client:
+        assert len(client.fetch_day(DAY, Category.CUT_FLOWERS).items) == 1
+    assert sleeps[0] >= 3 and sleeps[1] == 4  # 4 s is this client's longest backoff

@@ -143,3 +143,9 @@ def test_names_unique_sees_through_stray_spaces_and_orphans_are_found():
     assert not integrity.names_unique(items, "flower_gubn").passed
     varieties = pl.DataFrame({"id": [1], "flower_type_id": [3], "name": ["레드"]})
     assert not integrity.varieties_without_item(varieties, items).passed
+
+
+def test_duplicate_keys_compare_names_trimmed_like_quarantine_does():
+    assert not integrity.duplicate_keys(
+        raw(item(good="레드"), item(good="레드 ", avg_amt="1"))
+    ).passed
