@@ -177,15 +177,24 @@ def names_unique(master: pl.DataFrame, scope: str) -> Outcome:
     )
 
 
+def _unmatched(
+    children: pl.DataFrame, parents: pl.DataFrame, foreign_key: str, ok: str, bad: str
+) -> Outcome:
+    """Rows whose foreign key names no parent id; `ok` / `bad` are sentences with {n}."""
+    missing = children.join(parents, left_on=foreign_key, right_on="id", how="anti")
+    passed = missing.height == 0
+    summary = ok.format(n=children.height) if passed else bad.format(n=missing.height)
+    return Outcome(passed, summary, {"unmatched": missing.height}, _sample(missing))
+
+
 def varieties_without_item(flowers: pl.DataFrame, flower_types: pl.DataFrame) -> Outcome:
-    orphans = flowers.join(flower_types, left_on="flower_type_id", right_on="id", how="anti")
-    passed = orphans.height == 0
-    summary = (
-        f"all {flowers.height} varieties point to an item"
-        if passed
-        else (f"{orphans.height} varieties point to no item")
+    return _unmatched(
+        flowers,
+        flower_types,
+        "flower_type_id",
+        "all {n} varieties point to an item",
+        "{n} varieties point to no item",
     )
-    return Outcome(passed, summary, {"orphans": orphans.height}, _sample(orphans))
 
 
 def prices_ordered(records: pl.DataFrame) -> Outcome:
@@ -219,14 +228,13 @@ def totals_consistent(records: pl.DataFrame) -> Outcome:
 
 
 def references_valid(records: pl.DataFrame, flowers: pl.DataFrame) -> Outcome:
-    dangling = records.join(flowers, left_on="flower_id", right_on="id", how="anti")
-    passed = dangling.height == 0
-    summary = (
-        f"all {records.height} records point to a known variety"
-        if passed
-        else (f"{dangling.height} records point to no variety")
+    return _unmatched(
+        records,
+        flowers,
+        "flower_id",
+        "all {n} records point to a known variety",
+        "{n} records point to no variety",
     )
-    return Outcome(passed, summary, {"dangling": dangling.height}, _sample(dangling))
 
 
 def reconciles(
