@@ -197,33 +197,37 @@ def varieties_without_item(flowers: pl.DataFrame, flower_types: pl.DataFrame) ->
     )
 
 
+def _violations(records: pl.DataFrame, offending: pl.DataFrame, ok: str, bad: str) -> Outcome:
+    """Records that break a rule; `ok` / `bad` are sentences with {n}."""
+    passed = offending.height == 0
+    summary = ok.format(n=records.height) if passed else bad.format(n=offending.height)
+    meta = {"records": records.height, "violations": offending.height}
+    return Outcome(passed, summary, meta, _sample(offending))
+
+
 def prices_ordered(records: pl.DataFrame) -> Outcome:
-    bad = records.filter(
+    offending = records.filter(
         (pl.col("min_price") > pl.col("avg_price")) | (pl.col("avg_price") > pl.col("max_price"))
     )
-    passed = bad.height == 0
-    summary = (
-        f"min ≤ avg ≤ max in all {records.height} records"
-        if passed
-        else (f"{bad.height} records break min ≤ avg ≤ max")
-    )
-    return Outcome(
-        passed, summary, {"records": records.height, "violations": bad.height}, _sample(bad)
+    return _violations(
+        records,
+        offending,
+        "min ≤ avg ≤ max in all {n} records",
+        "{n} records break min ≤ avg ≤ max",
     )
 
 
 def totals_consistent(records: pl.DataFrame) -> Outcome:
     """avg = round(total / quantity) on the server, so |avg × quantity − total| ≤ quantity / 2."""
     gap = (pl.col("avg_price") * pl.col("quantity") - pl.col("total_price")).abs()
-    bad = records.with_columns(gap.alias("gap")).filter(pl.col("gap") > pl.col("quantity") / 2 + 1)
-    passed = bad.height == 0
-    summary = (
-        f"avg × quantity matches total in all {records.height} records"
-        if passed
-        else (f"{bad.height} records have avg × quantity off total by more than rounding")
+    offending = records.with_columns(gap.alias("gap")).filter(
+        pl.col("gap") > pl.col("quantity") / 2 + 1
     )
-    return Outcome(
-        passed, summary, {"records": records.height, "violations": bad.height}, _sample(bad)
+    return _violations(
+        records,
+        offending,
+        "avg × quantity matches total in all {n} records",
+        "{n} records have avg × quantity off total by more than rounding",
     )
 
 
