@@ -11,6 +11,20 @@ import dagster as dg
 for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
     warnings.filterwarnings("ignore", category=category)
 
-from flower_assets.definitions import defs  # noqa: E402
+
+def __getattr__(name: str) -> object:
+    # `defs` is built on first use, so that importing a part of the package (the instance's
+    # event log storage in dagster.yaml, say) does not build every definition.
+    if name == "defs":
+        from flower_assets.definitions import defs
+
+        return defs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Dagster finds a module's Definitions through dir(): list `defs` before it is built.
+    return [*globals(), "defs"]
+
 
 __all__ = ["defs"]

@@ -6,6 +6,7 @@ Nothing here touches Dagster, the network or a database.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 
 import polars as pl
 
@@ -88,6 +89,7 @@ def _blank(column: str) -> pl.Expr:
     return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
 
 
+@cache  # expressions are immutable: build them once
 def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
     """(reason, condition that rejects a row, sentence) in order of precedence."""
     # Names are compared as the masters store them, trimmed: '레드' and '레드 ' are one variety.
@@ -191,16 +193,28 @@ def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     Every raw row lands in exactly one of the two frames.
     """
-    reason = pl.lit(None, pl.String)
-    sentence = pl.lit(None, pl.String)
-    for code, rejects, text in reversed(_rules()):
-        hit = rejects.fill_null(False)
-        reason = pl.when(hit).then(pl.lit(code)).otherwise(reason)
-        sentence = pl.when(hit).then(text).otherwise(sentence)
-    sentence = sentence.str.replace_all("\x00", "\ufffd", literal=True)  # quotes fields
-    judged = item_fields(raw).with_columns(reason.alias("reason"), sentence.alias("reason_text"))
+    # Each rule is judged once, as a column; the first that rejects a row gives its reason, and
+    # sentences are only written for rejected rows (few), not computed for every row.
+    judged = item_fields(raw).with_columns(
+        rejects.fill_null(False).alias(f"_rule_{number}")
+        for number, (_, rejects, _) in enumerate(_rules())
+    )
+    judged = judged.with_columns(
+        pl.coalesce(
+            pl.when(pl.col(f"_rule_{number}")).then(pl.lit(code))
+            for number, (code, _, _) in enumerate(_rules())
+        ).alias("reason")
+    )
     loadable = judged.filter(pl.col("reason").is_null()).select(RAW.columns)
-    rejected = judged.filter(pl.col("reason").is_not_null()).select(REJECTED.columns)
+    sentence = pl.coalesce(
+        pl.when(pl.col(f"_rule_{number}")).then(text)
+        for number, (_, _, text) in enumerate(_rules())
+    ).str.replace_all("\x00", "\ufffd", literal=True)  # sentences quote fields
+    rejected = (
+        judged.filter(pl.col("reason").is_not_null())
+        .with_columns(sentence.alias("reason_text"))
+        .select(REJECTED.columns)
+    )
     return loadable, rejected.cast(REJECTED.polars_schema)
 
 

@@ -6,17 +6,21 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import psycopg2
 import pytest
+import yaml
 
 from flower_assets.assets import flower_auction_assets
 from flower_assets.categories import Category
 from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
 from flower_assets.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parent.parent
 
 # The PostgreSQL server the tests may create and drop databases on.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -126,15 +130,10 @@ class Market:
 
 @pytest.fixture
 def instance(tmp_path):
-    # Like the repo's dagster.yaml: one consolidated event log, which the alert sensor reads.
-    overrides = {
-        "telemetry": {"enabled": False},
-        "event_log_storage": {
-            "module": "dagster._core.storage.event_log",
-            "class": "ConsolidatedSqliteEventLogStorage",
-            "config": {"base_dir": str(tmp_path / "history")},
-        },
-    }
+    # The repo's dagster.yaml event log (one consolidated log, which the alert sensor reads).
+    event_log = yaml.safe_load((REPO / "dagster.yaml").read_text())["event_log_storage"]
+    event_log["config"] = {"base_dir": str(tmp_path / "history")}
+    overrides = {"telemetry": {"enabled": False}, "event_log_storage": event_log}
     with dg.DagsterInstance.local_temp(str(tmp_path), overrides=overrides) as instance:
         yield instance
 
