@@ -50,6 +50,7 @@ from flower_assets.schemas import (
     Table,
 )
 from flower_assets.source import AuctionSource
+from flower_assets.split_cache import SPLITS, Split
 from flower_assets.warehouse import Warehouse
 
 GROUP = "flower_auction"
@@ -157,13 +158,20 @@ def _write_log(warehouse: Warehouse, log: BatchLog, status: str, error: str | No
         dg.get_dagster_logger().warning(f"could not write {log.table.name} row: {exc}")
 
 
-def loadable_rows(
-    warehouse: Warehouse, day: date
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The auction date's raw rows, and them split into loadable and rejected."""
-    raw = warehouse.read_partition(RAW, day)
-    loadable, rejected = split_loadable(raw)
-    return raw, loadable, rejected
+def split_rows(
+    warehouse: Warehouse, day: date, content_hash: str | None, last_use: bool = False
+) -> Split:
+    """The auction date's stored raw rows split into loadable and rejected.
+
+    Taken from this run's raw step when it split exactly the stored content (`split_cache`),
+    else read back and split again. `last_use` frees the cached split.
+    """
+    key = (warehouse.location, day, content_hash or "")
+    cached = SPLITS.pop(key) if last_use else SPLITS.get(key)
+    if cached is not None and content_hash is not None:
+        return cached
+    loadable, rejected = split_loadable(warehouse.read_partition(RAW, day))
+    return Split(loadable.drop("raw_item"), rejected)
 
 
 @dataclass
@@ -275,6 +283,8 @@ def public_bidding_flowers(
                     items_rejected=rejected.height,
                     content_hash=hashes[day],
                 )
+            # Stored and logged: the normalizing steps of this run may use this split.
+            SPLITS.put((wh.location, day, hashes[day]), loadable, rejected)
             counts = rows_per_category(raw)
             state = "changed" if day in changed else "unchanged"
             context.log.info(
@@ -367,7 +377,7 @@ def flower_types(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             FLOWER_TYPES,
             "new_items",
             wh.upsert_items,
-            lambda day: items_seen(loadable_rows(wh, day)[1]),
+            lambda day: items_seen(split_rows(wh, day, current.get(day)).loadable),
         )
     outcome = integrity.names_unique(master, "flower_gubn")
     for day in days:
@@ -407,7 +417,7 @@ def flowers(
             FLOWERS,
             "new_varieties",
             wh.upsert_varieties,
-            lambda day: varieties_seen(loadable_rows(wh, day)[1], items),
+            lambda day: varieties_seen(split_rows(wh, day, current.get(day)).loadable, items),
         )
     unique = integrity.names_unique(master, "flower_type_id")
     orphans = integrity.varieties_without_item(master, items)
@@ -509,8 +519,9 @@ def bidding_flowers(
         )
         for day in todo:
             with process_log(wh, context, BIDDING.name, day, current.get(day)) as log:
-                raw, loadable, rejected = loadable_rows(wh, day)
-                records = BiddingFlowers.validate(auction_records(loadable, items, varieties))
+                split = split_rows(wh, day, current.get(day), last_use=True)
+                records = BiddingFlowers.validate(auction_records(split.loadable, items, varieties))
+                rejected = split.rejected
                 # Records and their quarantine change together: raw = loaded + rejected at all times.
                 wh.replace_partition(day, {BIDDING: records, REJECTED: rejected})
                 log.values["auction_rows_affected"] = records.height
@@ -523,7 +534,7 @@ def bidding_flowers(
                 day,
                 "reconciles_with_raw",
                 integrity.reconciles(
-                    rows_per_category(raw),
+                    rows_per_category(wh.read_range(RAW, day, day, ["flower_gubn"])),
                     rows_per_category(stored),
                     rows_per_category(stored_rejected),
                 ),

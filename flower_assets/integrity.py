@@ -279,6 +279,8 @@ def price_anomalies(today: pl.DataFrame, history: pl.DataFrame, day: date) -> Ou
     key = ["flower_id", "grade"]
     trailing = (
         history.filter(pl.col("auction_date") < day)
+        # Only the history of today's varieties and grades matters; sorting the rest is waste.
+        .join(today.select(key).unique(), on=key, how="semi")
         .sort("auction_date", descending=True)
         .group_by(key, maintain_order=True)
         .head(ANOMALY_HISTORY_DAYS)

@@ -6,11 +6,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from flower_assets import assets
+from flower_assets.assets import flower_auction_assets
 from flower_assets.categories import Category
 from flower_assets.definitions import defs
+from flower_assets.split_cache import SplitCache
 from flower_assets.testing import FakeAtServer, Reply
 
-from .conftest import TEST_KEY, Market, item, materialize, tables
+from .conftest import TEST_KEY, Market, item, materialize, resources_for, tables
 
 DATES = ["2024-05-08", "2024-05-09", "2024-05-10"]
 
@@ -143,6 +146,39 @@ def test_a_range_run_gives_the_same_tables_as_one_run_per_date(
     # Ids depend on the order items were first met; the content behind them must not.
     for name, frame in by_name(ranged).items():
         assert frame.equals(by_name(per_date)[name]), name
+
+
+def test_normalizing_from_the_raw_steps_split_equals_reading_raw_back(
+    warehouse_url, instance, market, tmp_path, monkeypatch
+):
+    # A rejected row too, so both halves of the split travel through the cache.
+    market.set(
+        "2024-05-09",
+        Category.CUT_FLOWERS,
+        [item(day="2024-05-09", good="레드"), item(day="2024-05-09", good="핑크", tot_qty="0")],
+    )
+    raw, downstream = flower_auction_assets[:1], flower_auction_assets[1:]
+    with FakeAtServer(market.rows_for) as server:
+        # A share of rejected rows above the default 1% would block the normalizing steps.
+        (together,) = materialize(
+            DATES, warehouse_url, instance, server.url, range_run=True, max_rejected_share=1.0
+        )
+        assert together.success
+        apart_url = f"sqlite:///{tmp_path / 'apart.sqlite'}"
+        resources = resources_for(apart_url, server.url, max_rejected_share=1.0)
+        tags = {
+            "dagster/asset_partition_range_start": DATES[0],
+            "dagster/asset_partition_range_end": DATES[-1],
+        }
+        assert dg.materialize(raw, resources=resources, instance=instance, tags=tags).success
+    # As if the normalizing steps ran in another process: nothing to take from the raw step.
+    monkeypatch.setattr(assets, "SPLITS", SplitCache())
+    assert dg.materialize(
+        [*downstream, *raw], selection=downstream, resources=resources, instance=instance, tags=tags
+    ).success
+    assert tables(apart_url)["rejected_bidding_flowers"].height == 1
+    for name, frame in by_name(tables(warehouse_url)).items():
+        assert frame.equals(by_name(tables(apart_url))[name]), name
 
 
 def test_no_auction_day_succeeds_with_no_rows_and_leaves_other_dates_alone(
