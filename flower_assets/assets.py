@@ -29,6 +29,7 @@ from flower_assets.client import redact
 from flower_assets.metadata import definition_metadata
 from flower_assets.normalize import (
     auction_records,
+    item_fields,
     items_seen,
     raw_rows,
     rows_per_category,
@@ -271,7 +272,8 @@ def public_bidding_flowers(
                 finally:
                     log.values["api_calls"] = client.calls_made - calls_before
                 raw = PublicBiddingFlowers.validate(fetched.raw)
-                loadable, rejected = split_loadable(raw)
+                decoded = item_fields(raw)  # once, for quarantine and the checks below
+                loadable, rejected = split_loadable(decoded)
                 hashes[day] = versions.content_hash(raw)
                 # Unchanged content is not rewritten: the stored rows already are this answer.
                 if previous.get((day,)) != hashes[day]:
@@ -290,7 +292,7 @@ def public_bidding_flowers(
             context.log.info(
                 f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine, content {state}"
             )
-            checks.record(day, "schema_conforms", integrity.schema_drift(raw))
+            checks.record(day, "schema_conforms", integrity.schema_drift(decoded))
             checks.record(
                 day,
                 "rejected_share_within_threshold",
@@ -301,8 +303,8 @@ def public_bidding_flowers(
                 "one_call_per_category_succeeded",
                 integrity.categories_answered(fetched.calls, fetched.pages),
             )
-            checks.record(day, "no_duplicate_keys", integrity.duplicate_keys(raw))
-            checks.record(day, "dates_match_partition", integrity.dates_match(raw))
+            checks.record(day, "no_duplicate_keys", integrity.duplicate_keys(decoded))
+            checks.record(day, "dates_match_partition", integrity.dates_match(decoded))
             checks.record(
                 day, "expected_auction_day", integrity.expected_auction_day(day, counts, calendar)
             )

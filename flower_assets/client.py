@@ -79,16 +79,19 @@ def merge_pages(pages: list[list[ApiItem]]) -> tuple[list[ApiItem], int]:
     Only rows repeated from an earlier page are paging artefacts; a key repeated inside one
     page is the server's own answer and is kept for quarantine to judge.
     """
+    if len(pages) == 1:  # the usual answer: nothing to compare
+        return list(pages[0]), 0
     seen: set[tuple] = set()
     items: list[ApiItem] = []
     duplicates = 0
     for page in pages:
-        for item in page:
-            if item.key() in seen:
+        keys = [item.key() for item in page]
+        for item, key in zip(page, keys, strict=True):
+            if key in seen:
                 duplicates += 1
             else:
                 items.append(item)
-        seen.update(item.key() for item in page)
+        seen.update(keys)
     return items, duplicates
 
 

@@ -77,7 +77,13 @@ ITEM_STRUCT = pl.Struct({name: pl.String for name in ITEM_FIELDS})
 
 
 def item_fields(raw: pl.DataFrame) -> pl.DataFrame:
-    """The raw rows with their items' documented fields decoded once, as text columns."""
+    """The raw rows with their items' documented fields decoded, as the text struct `item`.
+
+    A frame already decoded is returned as it is: the raw step decodes each date once and hands
+    the result to quarantine and to every check that reads the items.
+    """
+    if "item" in raw.columns:
+        return raw
     return raw.with_columns(pl.col("raw_item").str.json_decode(ITEM_STRUCT).alias("item"))
 
 
