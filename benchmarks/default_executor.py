@@ -8,11 +8,18 @@ module is what a project without that choice would load, for
 
 import dagster as dg
 
-from flower_assets import defs as platform
+import flower_assets
 
-defs = dg.Definitions(
-    assets=platform.assets,
-    asset_checks=platform.asset_checks,
-    jobs=platform.jobs,
-    resources=platform.resources,
-)
+
+def with_default_executor(platform: dg.Definitions) -> dg.Definitions:
+    """The same assets, checks, job and resources, with no executor chosen."""
+    return dg.Definitions(
+        assets=platform.assets,
+        asset_checks=platform.asset_checks,
+        jobs=platform.jobs,
+        resources=platform.resources,
+    )
+
+
+# The only Definitions at module scope, as Dagster requires of a file it loads.
+defs = with_default_executor(flower_assets.defs)
