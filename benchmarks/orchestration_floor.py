@@ -5,7 +5,8 @@
 Chained trivial daily-partitioned assets (like the four flower_auction assets), each with
 `--checks` partitioned asset checks whose evaluations are logged per partition (as
 flower_assets.checks does in a multi-date run), backfilled in ranged runs of the project's
-`max_partitions_per_run` on a fresh SQLite DagsterInstance, in process. No API, no warehouse:
+`max_partitions_per_run` on a fresh DagsterInstance configured as the repo's dagster.yaml, in
+process. No API, no warehouse:
 the wall time is the floor under any backfill of that shape, and per_partition_run_s / floor
 bounds the speedup a ranged backfill can reach over one run per partition.
 
@@ -19,8 +20,10 @@ import shutil
 import tempfile
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
+from backfill import dagster_home
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -85,11 +88,9 @@ def main() -> None:
         assets=trivial_assets(args.assets, args.checks, partitions),
         executor=dg.in_process_executor,
     ).resolve_implicit_global_asset_job_def()
-    home = tempfile.mkdtemp(prefix="flower_floor_")
+    workdir = Path(tempfile.mkdtemp(prefix="flower_floor_"))
     try:
-        with open(os.path.join(home, "dagster.yaml"), "w") as config:
-            config.write("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = home
+        os.environ["DAGSTER_HOME"] = str(dagster_home(workdir, "home"))
         events = 0
         with dg.DagsterInstance.get() as instance:
             began = time.perf_counter()
@@ -110,7 +111,7 @@ def main() -> None:
                 events += len(instance.all_logs(result.run_id))
             wall_s = time.perf_counter() - began
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     print(
         json.dumps(
             {

@@ -8,11 +8,9 @@ They wrap package internals that may move; they are for diagnosis, never for pro
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
 
 class _PassesUnrecorded:
@@ -48,47 +46,6 @@ def failed_checks_only() -> None:
     CheckRecorder.results = patched
 
 
-def split_once() -> None:
-    """Compute each date's loadable / rejected split once per run instead of once per asset.
-
-    Stands for: decide quarantine once, in public_bidding_flowers, and let the downstream assets
-    read that decision (e.g. raw rows without a rejected_bidding_flowers entry) instead of
-    re-running `split_loadable` on the raw partition in every asset.
-    """
-    from flower_assets import assets
-
-    split = assets.split_loadable
-    cache: dict[tuple[int, int], tuple[pl.DataFrame, pl.DataFrame]] = {}
-
-    def cached(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        # Keyed on content: the same rows read back from the warehouse hit the same entry.
-        key = (raw.height, int(raw.drop("fetched_at").hash_rows().sum()))
-        if key not in cache:
-            cache[key] = split(raw)
-        return cache[key]
-
-    assets.split_loadable = cached
-
-
-def trim_price_history() -> None:
-    """Give price_anomalies only the history window, not everything since the run began.
-
-    Stands for: in bidding_flowers, drop history older than `integrity.history_window_start(day)`
-    as the run moves on (or filter inside `price_anomalies`). Today the history frame grows by
-    every date of the run and is sorted again for each date, so the check's cost grows with the
-    run's length, and a date's outcome depends on where its run started.
-    """
-    from flower_assets import integrity
-
-    anomalies = integrity.price_anomalies
-
-    def trimmed(today: pl.DataFrame, history: pl.DataFrame, day: date) -> integrity.Outcome:
-        start = integrity.history_window_start(day)
-        return anomalies(today, history.filter(pl.col("auction_date") >= start), day)
-
-    integrity.price_anomalies = trimmed
-
-
 def one_page_per_day() -> None:
     """Ask for a page large enough for any day, so a day costs one call per category.
 
@@ -111,6 +68,4 @@ def one_page_per_day() -> None:
 PROTOTYPES: dict[str, Callable[[], None]] = {
     "failed_checks_only": failed_checks_only,
     "one_page_per_day": one_page_per_day,
-    "split_once": split_once,
-    "trim_price_history": trim_price_history,
 }
