@@ -536,7 +536,7 @@ def bidding_flowers(
                 day,
                 "reconciles_with_raw",
                 integrity.reconciles(
-                    rows_per_category(wh.read_range(RAW, day, day, ["flower_gubn"])),
+                    wh.rows_per_category(RAW, day),
                     rows_per_category(stored),
                     rows_per_category(stored_rejected),
                 ),

@@ -74,6 +74,7 @@ def _integer(text: pl.Expr) -> pl.Expr:
 
 # Every documented field as text; a missing field (or a JSON null) decodes to null.
 ITEM_STRUCT = pl.Struct({name: pl.String for name in ITEM_FIELDS})
+DECODE_SLICE_ROWS = 10_000
 
 
 def item_fields(raw: pl.DataFrame) -> pl.DataFrame:
@@ -84,7 +85,11 @@ def item_fields(raw: pl.DataFrame) -> pl.DataFrame:
     """
     if "item" in raw.columns:
         return raw
-    return raw.with_columns(pl.col("raw_item").str.json_decode(ITEM_STRUCT).alias("item"))
+    # In slices: decoding 139k items at once peaks at ~450 MB, in slices of 10k at ~70 MB (and
+    # is faster).
+    decode = pl.col("raw_item").str.json_decode(ITEM_STRUCT).alias("item")
+    parts = [part.with_columns(decode) for part in raw.iter_slices(DECODE_SLICE_ROWS)]
+    return pl.concat(parts) if parts else raw.with_columns(decode)
 
 
 def _field(name: str) -> pl.Expr:

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from flower_assets.categories import KOREAN_NAMES
 from flower_assets.schemas import (
     API_CALL_COUNTS,
     API_RESPONSES,
@@ -175,6 +176,15 @@ class Warehouse(ABC):
         return self._frame(
             schema, self._fetch(sql, (self._date_param(first), self._date_param(last)))
         )
+
+    def rows_per_category(self, table: Table, auction_date: date) -> dict[str, int]:
+        """One auction date's row count per category, counted by the database."""
+        sql = (
+            f"SELECT flower_gubn, count(*) FROM {table.name}"
+            f" WHERE auction_date = {self._placeholder} GROUP BY flower_gubn"
+        )
+        counts = dict(self._fetch(sql, (self._date_param(auction_date),)))
+        return {name: int(counts.get(name, 0)) for name in KOREAN_NAMES}
 
     def append(self, table: Table, frame: pl.DataFrame) -> None:
         """Add rows to an append-only table (the batch logs); the database assigns ids."""

@@ -57,4 +57,6 @@ def test_backfill_benchmark_runs_and_checks_itself(tmp_path: Path) -> None:
         "per_partition_api_calls_as_expected": True,
     }
     assert result["correct"] is True
+    # Each sample partition ran once per executor: Dagster's default, and the platform's own.
     assert len(result["per_partition_walls_s"]) == 2
+    assert len(result["per_partition_in_process_walls_s"]) == 2
