@@ -167,9 +167,9 @@ def split_rows(
     Taken from this run's raw step when it split exactly the stored content (`split_cache`),
     else read back and split again. `last_use` frees the cached split.
     """
-    key = (warehouse.location, day, content_hash or "")
+    key = (warehouse.location, day, content_hash)
     cached = SPLITS.pop(key) if last_use else SPLITS.get(key)
-    if cached is not None and content_hash is not None:
+    if cached is not None:
         return cached
     loadable, rejected = split_loadable(warehouse.read_partition(RAW, day))
     return Split(loadable.drop("raw_item"), rejected)

@@ -22,7 +22,8 @@ import polars as pl
 # ~115 bytes a row without raw_item (measured): ~230 MB at most, a month of a 50x market.
 MAX_ROWS = 2_000_000
 
-Key = tuple[str, date, str]
+# (warehouse location, auction date, content hash); no split is ever kept under a None hash.
+Key = tuple[str, date, str | None]
 
 
 @dataclass(frozen=True)
