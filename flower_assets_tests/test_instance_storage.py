@@ -10,7 +10,7 @@ import dagster as dg
 
 from flower_assets.instance_storage import PooledSqliteEventLogStorage
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
 
 
 def embedded_home(tmp_path: Path) -> Path:
