@@ -43,26 +43,42 @@ def _sample(frame: pl.DataFrame) -> pl.DataFrame | None:
     return frame.head(SAMPLE_ROWS) if frame.height else None
 
 
-def _field_names(raw: pl.DataFrame) -> pl.DataFrame:
-    """One row per (raw row, top-level field name) found in raw_item."""
-    return (
-        raw.select(
+# A top-level field name in an item's JSON text.
+_FIELD_NAME = r'"([^"\\]+)"\s*:'
+
+
+def _field_counts(raw: pl.DataFrame) -> dict[str, int]:
+    """How many items carry each top-level field name found in raw_item."""
+    items = item_fields(raw)
+    # The usual item: every documented field present and as many names as documented fields,
+    # so exactly the documented fields. Only the others need their names extracted (slow).
+    usual = pl.all_horizontal(
+        pl.col("item").struct.field(name).is_not_null() for name in ITEM_FIELDS
+    ) & (pl.col("raw_item").str.count_matches(_FIELD_NAME) == len(ITEM_FIELDS))
+    flagged = items.select("raw_item", usual.alias("usual"))
+    usual_items = int(flagged["usual"].sum())
+    names = (
+        flagged.filter(~pl.col("usual"))
+        .select(
             pl.int_range(pl.len()).alias("row"),
-            pl.col("raw_item").str.extract_all(r'"([^"\\]+)"\s*:'),
+            pl.col("raw_item").str.extract_all(_FIELD_NAME),
         )
         .explode("raw_item")
         .select("row", pl.col("raw_item").str.extract(r'"([^"\\]+)"').alias("field"))
         .drop_nulls()
         .unique()
     )
+    counts = dict(names.group_by("field").len().iter_rows())
+    for name in ITEM_FIELDS:
+        counts[name] = counts.get(name, 0) + usual_items
+    return counts
 
 
 def schema_drift(raw: pl.DataFrame) -> Outcome:
     """Fields missing, unexpected (renamed?) or categories unknown in the API's items."""
     if raw.height == 0:
         return Outcome(True, "no items to inspect (no auction)", {"items": 0})
-    fields = _field_names(raw)
-    counts = dict(fields.group_by("field").len().iter_rows())
+    counts = _field_counts(raw)
     problems: list[str] = []
     for name in ITEM_FIELDS:
         missing = raw.height - counts.get(name, 0)

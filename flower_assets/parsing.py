@@ -49,7 +49,7 @@ class ApiItem:
     fields: dict[str, Any]
 
     def key(self) -> tuple[Any, ...]:
-        return tuple(self.fields.get(name) for name in KEY_FIELDS)
+        return tuple(map(self.fields.get, KEY_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,18 @@ def test_schema_drift_names_the_renamed_field():
     assert "unexpected field lv in 2 items (renamed?)" in outcome.summary
 
 
+def test_schema_drift_counts_odd_items_among_usual_ones():
+    extra = item(good="b") | {"origin": "콜롬비아"}
+    missing = {k: v for k, v in item(good="c").items() if k != "totAmt"}
+    null_valued = item(good="d") | {"maxAmt": None}  # present, so not missing
+    outcome = integrity.schema_drift(raw(item(), extra, missing, null_valued, item(good="e")))
+    assert not outcome.passed
+    assert outcome.metadata["problems"] == [
+        "field totAmt missing in 1 of 5 items",
+        "unexpected field origin in 1 items (renamed?)",
+    ]
+
+
 def test_schema_drift_names_an_unknown_category_and_passes_normal_items():
     assert "unknown category '다육'" in integrity.schema_drift(raw(item(gubn="다육"))).summary
     assert integrity.schema_drift(raw(item(), item(good="b"))).passed
