@@ -196,6 +196,9 @@ class Warehouse(ABC):
         """Store one category's answer for a date, replacing any earlier one."""
         p = self._placeholder
         with self.transaction() as cursor:
+            # Two runs caching the same date at once: without the lock both delete, then the
+            # second insert fails on the first's rows (a unique violation, not an answer).
+            self._lock_partition(cursor, API_RESPONSES, day)
             cursor.execute(
                 f"DELETE FROM {API_RESPONSES.name} WHERE auction_date = {p} AND flower_gubn = {p}",
                 (self._date_param(day), flower_gubn),

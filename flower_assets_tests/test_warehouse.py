@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
 
-from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
+from flower_assets.schemas import (
+    API_RESPONSES,
+    BIDDING,
+    FLOWER_TYPES,
+    FLOWERS,
+    RAW,
+    REJECTED,
+    TABLES,
+)
 from flower_assets.warehouse import Warehouse, create_table_sql, display_url
 
 D1, D2 = date(2024, 5, 10), date(2024, 5, 11)
@@ -153,3 +162,56 @@ def test_a_variety_must_point_to_an_existing_item(warehouse_url):
         with pytest.raises(Exception, match=r"(?i)foreign key"):
             wh.upsert_varieties(orphan)
         assert wh.read_table(FLOWERS).height == 0
+
+
+def cached_pages(body: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "auction_date": [D1],
+            "flower_gubn": ["절화"],
+            "page": [1],
+            "page_size": [5000],
+            "body": [body],
+            "content_hash": [body],
+            "fetched_at": [datetime(2024, 5, 10, tzinfo=UTC)],
+        },
+        schema=API_RESPONSES.polars_schema,
+    )
+
+
+def test_two_runs_caching_the_same_answer_at_once_keep_the_later_one(warehouse_url, monkeypatch):
+    with Warehouse.open(warehouse_url) as wh:
+        wh.ensure_schema()
+        kind = type(wh)
+    inserted, release = threading.Event(), threading.Event()
+    insert = kind._insert
+
+    def insert_and_hold(self, cursor, table, frame):
+        insert(self, cursor, table, frame)
+        if threading.current_thread().name == "earlier":  # rows in, transaction still open
+            inserted.set()
+            release.wait(30)
+
+    monkeypatch.setattr(kind, "_insert", insert_and_hold)
+    errors: list[BaseException] = []
+
+    def cache(body: str) -> None:
+        # Each run has its own connection, as two processes would.
+        try:
+            with Warehouse.open(warehouse_url) as wh:
+                wh.replace_cached_answer(D1, "절화", cached_pages(body))
+        except BaseException as exc:
+            errors.append(exc)
+
+    earlier = threading.Thread(target=cache, args=("earlier",), name="earlier")
+    earlier.start()
+    assert inserted.wait(30), errors
+    later = threading.Thread(target=cache, args=("later",), name="later")
+    later.start()
+    later.join(0.5)  # the later run waits for the earlier one's transaction
+    release.set()
+    earlier.join(30)
+    later.join(30)
+    assert errors == []
+    with Warehouse.open(warehouse_url) as wh:
+        assert wh.cached_answer(D1, "절화")["body"].to_list() == ["later"]
