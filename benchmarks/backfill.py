@@ -13,8 +13,9 @@ What it does, in one process run:
 3. Backfills the range through Dagster exactly as a user would, in a child process
    (`backfill_worker.py`) whose environment points the platform at the server
    (FLOWER_API_KEY, FLOWER_API_BASE_URL, FLOWER_DATABASE_URL, FLOWER_START_DATE) and at a fresh
-   DagsterInstance configured as the repo's dagster.yaml ($DAGSTER_HOME): the range is cut into runs of the assets' own
-   `BackfillPolicy.multi_run(max_partitions_per_run)`, each run a ranged job run.
+   DagsterInstance configured as the repo's dagster.yaml ($DAGSTER_HOME): the range is cut into
+   runs of the assets' own `BackfillPolicy.multi_run(max_partitions_per_run)`, each run a
+   ranged job run.
    `wall_s` runs from spawning that process to its last partition materialized (interpreter and
    Dagster start-up included); `peak_rss_mb` is that process's own peak RSS.
 4. Measures the ceiling, `limit_rows_per_s`: the same rows decoded from the same JSON bytes and
@@ -522,6 +523,9 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     keys = {day.isoformat() for day in days}
+    sample_calls = sum(
+        len(market.rows[(d, c.code)]) // PAGE_SIZE + 1 for d in sample for c in Category
+    )
     checks = {
         "runs_succeeded": all(run["success"] for run in result.runs),
         "all_partitions_materialized": all(
@@ -530,9 +534,7 @@ def main() -> int:
         "rows_as_generated": rows == expected_rows,
         "sample_equal_to_per_partition": not problems,
         "per_partition_api_calls_as_expected": all(
-            calls
-            == sum(len(market.rows[(d, c.code)]) // PAGE_SIZE + 1 for d in sample for c in Category)
-            for calls in reference_calls.values()
+            calls == sample_calls for calls in reference_calls.values()
         ),
     }
     correct = all(checks.values())

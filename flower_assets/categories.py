@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 
 
@@ -31,3 +32,8 @@ class Category(Enum):
 
 
 KOREAN_NAMES: tuple[str, ...] = tuple(c.korean_name for c in Category)
+
+
+def every_category(counts: Mapping[str, int]) -> dict[str, int]:
+    """Counts by Korean category name for all four categories, 0 where none."""
+    return {name: int(counts.get(name, 0)) for name in KOREAN_NAMES}

@@ -10,7 +10,7 @@ from functools import cache
 
 import polars as pl
 
-from flower_assets.categories import KOREAN_NAMES, Category
+from flower_assets.categories import KOREAN_NAMES, Category, every_category
 from flower_assets.parsing import ITEM_FIELDS, ApiItem
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
 
@@ -206,20 +206,21 @@ def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """
     # Each rule is judged once, as a column; the first that rejects a row gives its reason, and
     # sentences are only written for rejected rows (few), not computed for every row.
+    rules = _rules()
+    hits = [f"_rule_{number}" for number in range(len(rules))]
     judged = item_fields(raw).with_columns(
-        rejects.fill_null(False).alias(f"_rule_{number}")
-        for number, (_, rejects, _) in enumerate(_rules())
+        rejects.fill_null(False).alias(hit)
+        for hit, (_, rejects, _) in zip(hits, rules, strict=True)
     )
     judged = judged.with_columns(
         pl.coalesce(
-            pl.when(pl.col(f"_rule_{number}")).then(pl.lit(code))
-            for number, (code, _, _) in enumerate(_rules())
+            pl.when(pl.col(hit)).then(pl.lit(code))
+            for hit, (code, _, _) in zip(hits, rules, strict=True)
         ).alias("reason")
     )
     loadable = judged.filter(pl.col("reason").is_null()).select(RAW.columns)
     sentence = pl.coalesce(
-        pl.when(pl.col(f"_rule_{number}")).then(text)
-        for number, (_, _, text) in enumerate(_rules())
+        pl.when(pl.col(hit)).then(text) for hit, (_, _, text) in zip(hits, rules, strict=True)
     ).str.replace_all("\x00", "\ufffd", literal=True)  # sentences quote fields
     rejected = (
         judged.filter(pl.col("reason").is_not_null())
@@ -306,8 +307,7 @@ def _require_all_matched(joined: pl.DataFrame, id_column: str, what: str, table:
 
 
 def rows_per_category(frame: pl.DataFrame) -> dict[str, int]:
-    counts = dict(frame.group_by("flower_gubn").len().iter_rows())
-    return {name: int(counts.get(name, 0)) for name in KOREAN_NAMES}
+    return every_category(dict(frame.group_by("flower_gubn").len().iter_rows()))
 
 
 __all__ = [

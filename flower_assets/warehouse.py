@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from flower_assets.categories import KOREAN_NAMES
+from flower_assets.categories import every_category
 from flower_assets.schemas import (
     API_CALL_COUNTS,
     API_RESPONSES,
@@ -183,8 +183,7 @@ class Warehouse(ABC):
             f"SELECT flower_gubn, count(*) FROM {table.name}"
             f" WHERE auction_date = {self._placeholder} GROUP BY flower_gubn"
         )
-        counts = dict(self._fetch(sql, (self._date_param(auction_date),)))
-        return {name: int(counts.get(name, 0)) for name in KOREAN_NAMES}
+        return every_category(dict(self._fetch(sql, (self._date_param(auction_date),))))
 
     def append(self, table: Table, frame: pl.DataFrame) -> None:
         """Add rows to an append-only table (the batch logs); the database assigns ids."""
