@@ -1,9 +1,16 @@
 """The four auction-date partitioned assets, each persisted as a warehouse table.
 
 Every asset handles a range of auction dates in one run (backfills) and commits each date on
-its own, so a failure loses at most the date it was working on. Each step checks what it wrote
-(see `checks.py`) and leaves a batch-log row per date, on success and on failure.
+its own, so a failure loses at most the date it was working on. Whatever the range, each date's
+materialization carries that date's own figures, and every date of the run is recorded, also
+when its content did not change and nothing was rewritten (`content_changed: false`). The
+checks of each asset are judged after it, per date, in `checks.py`.
+
+Blocking is per date: the raw step judges each date's blocking checks; a date that fails keeps
+its raw rows (stored verbatim) but is logged `blocked`, and the normalizing steps leave its
+previous version in place while the run's other dates load.
 """
+
 
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,14 +24,7 @@ from pydantic import Field
 
 from flower_assets import integrity, versions
 from flower_assets.categories import Category
-from flower_assets.checks import (
-    BIDDING_CHECKS,
-    FLOWER_TYPES_CHECKS,
-    FLOWERS_CHECKS,
-    RAW_CHECKS,
-    CheckRecorder,
-    check_specs,
-)
+from flower_assets.checks import RAW_CHECKS, blocked_by, remember_raw_outcomes
 from flower_assets.client import redact
 from flower_assets.metadata import definition_metadata
 from flower_assets.normalize import (
@@ -52,6 +52,7 @@ from flower_assets.schemas import (
 )
 from flower_assets.source import AuctionSource
 from flower_assets.split_cache import SPLITS, Split
+from flower_assets.versions import Stored
 from flower_assets.warehouse import Warehouse
 
 GROUP = "flower_auction"
@@ -60,6 +61,10 @@ API_POOL = "flower_api"
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=100)
 # Run tag that makes the normalizing assets recompute dates whose raw content did not change.
 RECOMPUTE_TAG = "flower/recompute"
+# Bump when an asset's transformation changes: Dagster then shows the tables downstream of it
+# as unsynced. Data versions follow from code versions alone, the same in single-date and
+# ranged runs; an unchanged re-fetch leaves nothing unsynced.
+CODE_VERSION = "2"
 
 
 class RawFetchConfig(dg.Config):
@@ -70,7 +75,7 @@ class RawFetchConfig(dg.Config):
     )
 
 
-def _asset_args(table: Table, description: str, checks: tuple) -> dict:
+def _asset_args(table: Table, description: str) -> dict:
     return {
         "name": table.name,
         "group_name": GROUP,
@@ -79,7 +84,7 @@ def _asset_args(table: Table, description: str, checks: tuple) -> dict:
         "description": description,
         "metadata": definition_metadata(table),
         "kinds": {"polars", "sql"},
-        "check_specs": check_specs(table.name, checks),
+        "code_version": CODE_VERSION,
     }
 
 
@@ -98,6 +103,9 @@ class BatchLog:
     table: Table
     values: dict
     started_at: datetime = field(default_factory=_now)
+    # How the date ended when the block ends normally, and why (for `blocked`).
+    status: str = versions.LOADABLE
+    note: str | None = None
 
 
 @contextmanager
@@ -116,7 +124,7 @@ def batch_log(
     except BaseException as exc:
         _write_log(warehouse, log, "failed", redact(f"{type(exc).__name__}: {exc}", secret))
         raise
-    _write_log(warehouse, log, "success", None)
+    _write_log(warehouse, log, log.status, redact(log.note, secret) if log.note else None)
 
 
 def process_log(
@@ -154,7 +162,7 @@ def _write_log(warehouse: Warehouse, log: BatchLog, status: str, error: str | No
             log.table, pl.DataFrame([row], schema={c: log.table.polars_schema[c] for c in columns})
         )
     except Exception as exc:  # the original failure matters more than its log row
-        if status == "success":
+        if status != "failed":
             raise
         dg.get_dagster_logger().warning(f"could not write {log.table.name} row: {exc}")
 
@@ -180,51 +188,35 @@ class Fetched:
     raw: pl.DataFrame
     calls: dict[str, int]
     pages: dict[str, int]
-    duplicates: int
+    repeated: dict[str, int]
 
 
 def fetch_auction_date(source: AuctionSource, day: date) -> Fetched:
     """Every category of one auction date, fetched before anything is written."""
-    frames, calls, pages, duplicates = [], {}, {}, 0
+    frames, calls, pages, repeated = [], {}, {}, {}
     for category in Category:
         answer = source.fetch_day(day, category)
         calls[category.korean_name] = answer.api_calls
         pages[category.korean_name] = answer.pages
-        duplicates += answer.duplicates_dropped
+        repeated[category.korean_name] = answer.duplicates_dropped
         frames.append(raw_rows(answer.items, day, category, answer.fetched_at))
-    return Fetched(pl.concat(frames), calls, pages, duplicates)
-
-
-def _calendar(warehouse: Warehouse, days: list[date]) -> pl.DataFrame:
-    """Rows per earlier auction date and category, for expected_auction_day."""
-    history = warehouse.read_range(
-        RAW,
-        integrity.history_window_start(days[0]),
-        days[0] - timedelta(days=1),
-        ["auction_date", "flower_gubn"],
-    )
-    return history.group_by("auction_date", "flower_gubn").agg(
-        pl.len().cast(pl.Int64).alias("rows")
-    )
+    return Fetched(pl.concat(frames), calls, pages, repeated)
 
 
 def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:
+    counts = rows_per_category(raw)
     return pl.DataFrame(
         {
-            "auction_date": [day] * 4,
-            "flower_gubn": list(rows_per_category(raw)),
-            "rows": list(rows_per_category(raw).values()),
+            "auction_date": [day] * len(counts),
+            "flower_gubn": list(counts),
+            "rows": list(counts.values()),
         },
         schema={"auction_date": pl.Date, "flower_gubn": pl.String, "rows": pl.Int64},
     )
 
 
 @dg.asset(
-    **_asset_args(
-        RAW,
-        "Raw aT auction results, one row per API item, kept verbatim (원천 데이터).",
-        RAW_CHECKS,
-    ),
+    **_asset_args(RAW, "Raw aT auction results, one row per API item, kept verbatim (원천 데이터)."),
     pool=API_POOL,
 )
 def public_bidding_flowers(
@@ -240,21 +232,17 @@ def public_bidding_flowers(
             "Sample mode: FLOWER_API_KEY is not set, so the bundled sample auction days are read "
             "instead of the aT API."
         )
-    checks = CheckRecorder(context, RAW.name, RAW_CHECKS)
-    per_category: Counter[str] = Counter()
-    rows = rejected_rows = duplicates = 0
-    changed: list[date] = []
-    hashes: dict[date, str] = {}
     with at_api.client() as client, warehouse.open() as wh:
         source = AuctionSource(
             client, wh, at_api.daily_quota, at_api.correction_days, config.refetch
         )
-        previous = versions.latest_success(
-            wh.batch_logs(days[0], days[-1])[0], ["auction_date"], "content_hash"
+        stored = versions.stored_raw(wh.batch_logs(days[0], days[-1])[0])
+        # Rows per earlier date and category, for expected_auction_day; grows as dates are stored.
+        calendar = wh.rows_per_date_and_category(
+            RAW, integrity.history_window_start(days[0]), days[0] - timedelta(days=1)
         )
-        calendar = _calendar(wh, days)
         for day in days:
-            calls_before = client.calls_made
+            calls_before, cached_before = client.calls_made, source.cache_hits
             with batch_log(
                 wh,
                 UPLOAD_LOGS,
@@ -272,232 +260,204 @@ def public_bidding_flowers(
                 finally:
                     log.values["api_calls"] = client.calls_made - calls_before
                 raw = PublicBiddingFlowers.validate(fetched.raw)
-                decoded = item_fields(raw)  # once, for quarantine and the checks below
+                decoded = item_fields(raw)  # once, for quarantine and the checks
                 loadable, rejected = split_loadable(decoded)
-                hashes[day] = versions.content_hash(raw)
+                content = versions.content_hash(raw)
+                outcomes = integrity.judge_raw(
+                    day,
+                    decoded,
+                    rejected,
+                    calendar,
+                    integrity_policy.max_rejected_share,
+                    fetched.pages,
+                    fetched.repeated,
+                )
+                blocked = blocked_by(RAW_CHECKS, outcomes)
                 # Unchanged content is not rewritten: the stored rows already are this answer.
-                if previous.get((day,)) != hashes[day]:
+                changed = day not in stored or stored[day].content_hash != content
+                if changed:
                     wh.replace_partition(day, {RAW: raw})
-                    changed.append(day)
                 log.values.update(
                     items_received=raw.height,
                     items_loaded=loadable.height,
                     items_rejected=rejected.height,
-                    content_hash=hashes[day],
+                    content_hash=content,
                 )
-            # Stored and logged: the normalizing steps of this run may use this split.
-            SPLITS.put((wh.location, day, hashes[day]), loadable, rejected)
-            counts = rows_per_category(raw)
-            state = "changed" if day in changed else "unchanged"
-            context.log.info(
-                f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine, content {state}"
-            )
-            checks.record(day, "schema_conforms", integrity.schema_drift(decoded))
-            checks.record(
-                day,
-                "rejected_share_within_threshold",
-                integrity.rejected_share(raw.height, rejected, integrity_policy.max_rejected_share),
-            )
-            checks.record(
-                day,
-                "one_call_per_category_succeeded",
-                integrity.categories_answered(fetched.calls, fetched.pages),
-            )
-            checks.record(day, "no_duplicate_keys", integrity.duplicate_keys(decoded))
-            checks.record(day, "dates_match_partition", integrity.dates_match(decoded))
-            checks.record(
-                day, "expected_auction_day", integrity.expected_auction_day(day, counts, calendar)
-            )
+                if blocked:
+                    log.status, log.note = versions.BLOCKED, blocked
+            # Stored and logged: this run's normalizing steps and checks may use what was judged.
+            if not blocked:
+                SPLITS.put((wh.location, day, content), loadable, rejected)
+            remember_raw_outcomes(context.run_id, wh.location, day, outcomes)
             calendar = pl.concat([calendar, _day_counts(day, raw)])
-            per_category.update(counts)
-            rows += raw.height
-            rejected_rows += rejected.height
-            duplicates += fetched.duplicates
+            counts = rows_per_category(raw)
+            context.log.info(
+                f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine, "
+                f"content {'changed' if changed else 'unchanged'}"
+            )
+            if blocked:
+                context.log.error(
+                    f"{day}: not loaded into the normalized tables, which keep their previous "
+                    f"version of the date: {blocked}"
+                )
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": raw.height,
+                    "rows_per_category": counts,
+                    "api_calls": client.calls_made - calls_before,
+                    "answers_from_cache": source.cache_hits - cached_before,
+                    "content_hash": content,
+                    "content_changed": changed,
+                    "rows_to_quarantine": rejected.height,
+                    "rows_repeated_across_pages": sum(fetched.repeated.values()),
+                    "blocked_by": blocked or "none",
+                    "sample_mode": at_api.sample_mode,
+                },
+                partition_key=day.isoformat(),
+            )
         location = wh.location
-    if duplicates:
-        context.log.warning(
-            f"{duplicates} rows repeated across pages were dropped (unstable paging)"
-        )
-    single = len(days) == 1
     return dg.MaterializeResult(
-        metadata={
-            "auction_dates": _dates_label(days),
-            "rows_per_category": dict(per_category),
-            "api_calls": client.calls_made,
-            "answers_from_cache": source.cache_hits,
-            "content_changed": bool(changed) if single else f"{len(changed)} of {len(days)} dates",
-            "content_hash": hashes[days[0]]
-            if single
-            else "one per date, see flower_batch_upload_logs",
-            "duplicates_across_pages_dropped": duplicates,
-            "rows_written": rows,
-            "rows_to_quarantine": rejected_rows,
-            "dagster/row_count": rows,
-            "sample_mode": at_api.sample_mode,
-            "warehouse": location,
-        },
-        # A date's data version is its content: Dagster shows downstream as stale only if it moved.
-        data_version=dg.DataVersion(hashes[days[0]]) if single else None,
-        check_results=checks.results(),
+        metadata={"run_auction_dates": _dates_label(days), "warehouse": location}
     )
 
 
-def _dates_to_process(
-    context: dg.AssetExecutionContext, wh: Warehouse, days: list[date], assets: tuple[str, ...]
-) -> tuple[list[date], dict[date, str]]:
-    """Dates whose current raw content one of the assets has not processed, and those contents."""
+@dataclass
+class DatesToLoad:
+    """What a normalizing step does with each auction date of its run."""
+
+    stored: dict[date, Stored]  # the raw content stored per date
+    processed: dict[date, str]  # the raw content this step last loaded per date
+    todo: list[date]  # dates to (re)compute now
+
+    def status(self, day: date) -> dict[str, object]:
+        """Per-date metadata: whether this run rewrote the date, and what the table holds."""
+        loaded_now = day in self.todo
+        holds = self.stored[day].content_hash if loaded_now else self.processed.get(day)
+        blocked = self.stored[day].blocked_by if day in self.stored else None
+        return {
+            "content_changed": loaded_now,
+            "raw_content_hash": holds or "none: nothing loaded for this date",
+            "blocked_by": f"{RAW.name}: {blocked}" if blocked else "none",
+        }
+
+
+def _dates_to_load(
+    context: dg.AssetExecutionContext, wh: Warehouse, days: list[date], asset: str
+) -> DatesToLoad:
     uploads, processes = wh.batch_logs(days[0], days[-1])
-    current = {
-        key[0]: value
-        for key, value in versions.latest_success(uploads, ["auction_date"], "content_hash").items()
-    }
+    stored = versions.stored_raw(uploads)
+    processed = versions.processed(processes, asset)
     if context.run.tags.get(RECOMPUTE_TAG) == "true":
-        return days, current
-    todo = set().union(*(versions.pending(days, uploads, processes, asset) for asset in assets))
-    return sorted(todo), current
+        todo = [day for day in days if day in stored and stored[day].blocked_by is None]
+    else:
+        todo = versions.pending(days, stored, processes, asset)
+    for day in days:
+        if day in stored and stored[day].blocked_by and day not in todo:
+            context.log.warning(f"{asset} {day}: blocked, keeps its previous version")
+    return DatesToLoad(stored, processed, todo)
+
+
+def _grow_master(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    table: Table,
+    id_column: str,
+    upsert: Callable[[pl.DataFrame], None],
+    seen_on: Callable[[date, str], pl.DataFrame],
+) -> None:
+    """Add what each date saw to an only-growing master, one date per transaction.
+
+    Records each date's materialization metadata; `dagster/row_count` of a master's date is
+    the number of its rows that the date's auction records reference.
+    """
+    plan = _dates_to_load(context, wh, days, table.name)
+    counted, named = (
+        ("new_items", "new_item_names")
+        if table is FLOWER_TYPES
+        else ("new_varieties", "new_variety_names")
+    )
+    key = [c for c in table.columns if c not in ("id", "first_seen_date", "last_seen_date")]
+    known = wh.read_table(table).select(key)
+    kept = [day for day in days if day not in plan.todo]
+    traded = wh.traded_varieties(kept[0], kept[-1]) if kept else None
+    for day in days:
+        new_names: list[str] = []
+        if day in plan.todo:
+            content = plan.stored[day].content_hash
+            with process_log(wh, context, table.name, day, content) as log:
+                seen = seen_on(day, content)
+                new = seen.join(known, on=key, how="anti")
+                upsert(seen)
+                log.values[counted] = new.height
+            known = pl.concat([known, new.select(key)])
+            new_names = new["name"].to_list()
+            rows = seen.height
+        else:
+            rows = traded.filter(pl.col("auction_date") == day)[id_column].n_unique()  # type: ignore[union-attr]
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": rows,
+                counted: len(new_names),
+                named: dg.MetadataValue.md(_names_md(new_names)),
+                **plan.status(day),
+            },
+            partition_key=day.isoformat(),
+        )
 
 
 @dg.asset(
-    **_asset_args(
-        FLOWER_TYPES, "Item master (품목): one row per category and item name.", FLOWER_TYPES_CHECKS
-    ),
+    **_asset_args(FLOWER_TYPES, "Item master (품목): one row per category and item name."),
     deps=[public_bidding_flowers],
-    # No output when every date's raw content was already processed: downstream is then skipped.
-    output_required=False,
 )
-def flower_types(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def flower_types(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     days = auction_dates(context)
-    checks = CheckRecorder(context, FLOWER_TYPES.name, FLOWER_TYPES_CHECKS)
     with warehouse.open() as wh:
-        anything, current = _dates_to_process(context, wh, days, versions.NORMALIZING_ASSETS)
-        todo, _ = _dates_to_process(context, wh, days, (FLOWER_TYPES.name,))
-        new_items, master = _grow_master(
+        _grow_master(
             context,
             wh,
-            todo,
-            current,
+            days,
             FLOWER_TYPES,
-            "new_items",
+            "flower_type_id",
             wh.upsert_items,
-            lambda day: items_seen(split_rows(wh, day, current.get(day)).loadable),
+            lambda day, content: items_seen(split_rows(wh, day, content).loadable),
         )
-    outcome = integrity.names_unique(master, "flower_gubn")
-    for day in days:
-        checks.record(day, "names_unique", outcome)
-    if not anything:
-        context.log.info(
-            f"Raw content of {_dates_label(days)} is unchanged and already processed: "
-            f"flower_types, flowers and bidding_flowers are not recomputed (tag {RECOMPUTE_TAG}=true forces it)."
-        )
-        yield from checks.results()
-        return
-    yield dg.MaterializeResult(
-        metadata=_master_metadata(days, todo, "new_items", "new_item_names", new_items, master),
-        check_results=checks.results(),
+        size = wh.read_table(FLOWER_TYPES).height
+    return dg.MaterializeResult(
+        metadata={"run_auction_dates": _dates_label(days), "items_in_master": size}
     )
 
 
 @dg.asset(
-    **_asset_args(
-        FLOWERS, "Variety master (품종): one row per item and variety name.", FLOWERS_CHECKS
-    ),
+    **_asset_args(FLOWERS, "Variety master (품종): one row per item and variety name."),
     deps=[public_bidding_flowers, flower_types],
 )
 def flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
-    checks = CheckRecorder(context, FLOWERS.name, FLOWERS_CHECKS)
     with warehouse.open() as wh:
-        todo, current = _dates_to_process(context, wh, days, (FLOWERS.name,))
         items = wh.read_table(FLOWER_TYPES)
-        new_varieties, master = _grow_master(
+        _grow_master(
             context,
             wh,
-            todo,
-            current,
+            days,
             FLOWERS,
-            "new_varieties",
+            "flower_id",
             wh.upsert_varieties,
-            lambda day: varieties_seen(split_rows(wh, day, current.get(day)).loadable, items),
+            lambda day, content: varieties_seen(split_rows(wh, day, content).loadable, items),
         )
-    unique = integrity.names_unique(master, "flower_type_id")
-    orphans = integrity.varieties_without_item(master, items)
-    for day in days:
-        checks.record(day, "names_unique", unique)
-        checks.record(day, "no_orphans", orphans)
+        size = wh.read_table(FLOWERS).height
     return dg.MaterializeResult(
-        metadata=_master_metadata(
-            days, todo, "new_varieties", "new_variety_names", new_varieties, master
-        ),
-        check_results=checks.results(),
-    )
-
-
-def _grow_master(
-    context: dg.AssetExecutionContext,
-    wh: Warehouse,
-    todo: list[date],
-    current: dict[date, str],
-    table: Table,
-    log_field: str,
-    upsert: Callable[[pl.DataFrame], None],
-    seen_on: Callable[[date], pl.DataFrame],
-) -> tuple[list[str], pl.DataFrame]:
-    """Add what each date saw to an only-growing master, one date per transaction.
-
-    Returns the names that were new and the master afterwards.
-    """
-    key = [
-        column
-        for column in table.columns
-        if column not in ("id", "first_seen_date", "last_seen_date")
-    ]
-    known = wh.read_table(table).select(key)
-    new_names: list[str] = []
-    for day in todo:
-        with process_log(wh, context, table.name, day, current.get(day)) as log:
-            seen = seen_on(day)
-            new = seen.join(known, on=key, how="anti")
-            upsert(seen)
-            log.values[log_field] = new.height
-        known = pl.concat([known, new.select(key)])
-        new_names += new["name"].to_list()
-    return new_names, wh.read_table(table)
-
-
-def _master_metadata(
-    days: list[date],
-    todo: list[date],
-    count_key: str,
-    names_key: str,
-    new_names: list[str],
-    master: pl.DataFrame,
-) -> dict[str, object]:
-    return {
-        "auction_dates": _dates_label(days),
-        "dates_processed": len(todo),
-        count_key: len(new_names),
-        names_key: dg.MetadataValue.md(_names_md(new_names)),
-        "dagster/row_count": master.height,
-    }
-
-
-def _labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
-    """flower_id -> category, item and variety names, for check samples a person can read."""
-    return varieties.join(items, left_on="flower_type_id", right_on="id").select(
-        pl.col("id").alias("flower_id"),
-        "flower_gubn",
-        pl.col("name_right").alias("item"),
-        pl.col("name").alias("variety"),
+        metadata={"run_auction_dates": _dates_label(days), "varieties_in_master": size}
     )
 
 
 @dg.asset(
     **_asset_args(
-        BIDDING,
-        "Auction records (경매 결과): one row per auction date, variety and grade.",
-        BIDDING_CHECKS,
+        BIDDING, "Auction records (경매 결과): one row per auction date, variety and grade."
     ),
     deps=[public_bidding_flowers, flowers],
 )
@@ -505,67 +465,40 @@ def bidding_flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     days = auction_dates(context)
-    checks = CheckRecorder(context, BIDDING.name, BIDDING_CHECKS)
-    loaded = rejected_total = 0
-    reasons: Counter[str] = Counter()
     with warehouse.open() as wh:
         items, varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
-        labels = _labels(items, varieties)
-        todo, current = _dates_to_process(context, wh, days, (BIDDING.name,))
-        # Trailing price history, read once for the whole range and kept current as dates are rewritten.
-        history = wh.read_range(
-            BIDDING,
-            integrity.history_window_start(days[0]),
-            days[-1],
-            ["auction_date", "flower_id", "grade", "avg_price"],
-        )
-        for day in todo:
-            with process_log(wh, context, BIDDING.name, day, current.get(day)) as log:
-                split = split_rows(wh, day, current.get(day), last_use=True)
-                records = BiddingFlowers.validate(auction_records(split.loadable, items, varieties))
-                rejected = split.rejected
-                # Records and their quarantine change together: raw = loaded + rejected at all times.
-                wh.replace_partition(day, {BIDDING: records, REJECTED: rejected})
-                log.values["auction_rows_affected"] = records.height
-            stored = wh.read_partition(BIDDING, day).join(labels, on="flower_id", how="left")
-            stored_rejected = wh.read_partition(REJECTED, day)
-            checks.record(day, "prices_ordered", integrity.prices_ordered(stored))
-            checks.record(day, "totals_consistent", integrity.totals_consistent(stored))
-            checks.record(day, "references_valid", integrity.references_valid(stored, varieties))
-            checks.record(
-                day,
-                "reconciles_with_raw",
-                integrity.reconciles(
-                    wh.rows_per_category(RAW, day),
-                    rows_per_category(stored),
-                    rows_per_category(stored_rejected),
-                ),
-            )
-            checks.record(day, "price_anomalies", integrity.price_anomalies(stored, history, day))
-            # Keep only the window the next date needs: the same history whatever the run's start.
-            history = pl.concat(
-                [history.filter(pl.col("auction_date") != day), records.select(history.columns)]
-            ).filter(
-                pl.col("auction_date") >= integrity.history_window_start(day + timedelta(days=1))
-            )
-            loaded += records.height
-            rejected_total += rejected.height
-            reasons.update(rejected["reason"].to_list())
-            if rejected.height:
+        plan = _dates_to_load(context, wh, days, BIDDING.name)
+        for day in days:
+            if day in plan.todo:
+                content = plan.stored[day].content_hash
+                with process_log(wh, context, BIDDING.name, day, content) as log:
+                    split = split_rows(wh, day, content, last_use=True)
+                    records = BiddingFlowers.validate(
+                        auction_records(split.loadable, items, varieties)
+                    )
+                    rejected = split.rejected
+                    # Records and their quarantine change together: raw = loaded + rejected.
+                    wh.replace_partition(day, {BIDDING: records, REJECTED: rejected})
+                    log.values["auction_rows_affected"] = records.height
+                rows = records.height
+            else:
+                rows = wh.read_partition(BIDDING, day).height
+                rejected = wh.read_partition(REJECTED, day)
+            reasons = dict(Counter(rejected["reason"].to_list()))
+            if day in plan.todo and rejected.height:
                 context.log.warning(
-                    f"{day}: {rejected.height} rows quarantined in {REJECTED.name}: {dict(Counter(rejected['reason']))}"
+                    f"{day}: {rejected.height} rows quarantined in {REJECTED.name}: {reasons}"
                 )
-    return dg.MaterializeResult(
-        metadata={
-            "auction_dates": _dates_label(days),
-            "dates_processed": len(todo),
-            "rows_written": loaded,
-            "rows_rejected": rejected_total,
-            "rejected_by_reason": dict(reasons),
-            "dagster/row_count": loaded,
-        },
-        check_results=checks.results(),
-    )
+            context.add_asset_metadata(
+                {
+                    "dagster/row_count": rows,
+                    "rows_quarantined": rejected.height,
+                    "rejected_by_reason": reasons,
+                    **plan.status(day),
+                },
+                partition_key=day.isoformat(),
+            )
+    return dg.MaterializeResult(metadata={"run_auction_dates": _dates_label(days)})
 
 
 def _names_md(names: list[str], limit: int = 30) -> str:

@@ -1,22 +1,30 @@
-"""Asset checks: which checks guard which asset, and how their outcomes reach Dagster.
+"""Asset checks: what guards each table, judged per auction date on what the warehouse stores.
 
-Checks are computed inside the asset steps, on frames already in memory (see `integrity.py`),
-and recorded per auction date. In a run that covers several dates Dagster would record a
-yielded result once with no partition, so each date's evaluation is logged on its own and one
-aggregate result closes the spec.
+Each asset's checks are one partitioned `@multi_asset_check` step. It runs after its asset in
+the same run, or on its own for chosen dates (`flower_checks_job`, or a launch with only checks
+selected, as the UI's Execute sends it), reading the warehouse. It logs one evaluation per check
+and auction date, each pointing at that date's latest materialization: Dagster's check state
+counts an evaluation for a date only then (see ../shared/dagster-notes.md), whatever the run's
+range. The rules themselves are the pure functions of `integrity.py`.
 """
 
-from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 import polars as pl
 
+from flower_assets import integrity
 from flower_assets.integrity import Outcome
-from flower_assets.partitions import auction_date_partitions
+from flower_assets.normalize import item_fields, split_loadable
+from flower_assets.partitions import auction_date_partitions, auction_dates
+from flower_assets.resources import IntegrityPolicy, WarehouseResource
+from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, Table
+from flower_assets.source import answer_pages
+from flower_assets.warehouse import Warehouse
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
@@ -27,78 +35,223 @@ class Check:
     name: str
     description: str
     severity: dg.AssetCheckSeverity = ERROR
+    # Blocking is per auction date: a date that fails keeps its previous normalized version,
+    # the other dates of the run load (see assets.py).
     blocking: bool = False
+
+    @property
+    def full_description(self) -> str:
+        effect = (
+            "blocking: a date that fails keeps its previous version in flower_types, flowers "
+            "and bidding_flowers; the run's other dates load"
+            if self.blocking
+            else "not blocking"
+        )
+        return f"{self.description} Severity {self.severity.value}; {effect}."
 
 
 RAW_CHECKS = (
     Check(
         "schema_conforms",
-        "Items carry exactly the documented fields (lvNm, not lv …) and known categories; blocks downstream on drift.",
+        "Items carry exactly the documented fields (lvNm, not lv …) and only the four known "
+        "categories. Tolerates nothing: one drifting item fails the date.",
         blocking=True,
     ),
     Check(
         "rejected_share_within_threshold",
-        "The share of rows that cannot be loaded stays within the configured threshold (default 1%); blocks downstream above it.",
+        "The share of the date's rows that cannot be loaded stays within "
+        "FLOWER_MAX_REJECTED_SHARE (default 1%); rejected rows are kept with their reason.",
         blocking=True,
     ),
     Check(
-        "one_call_per_category_succeeded",
-        "All four categories (절화, 관엽, 난, 춘란) answered; shows the calls and pages each took.",
+        "answer_complete",
+        "Each category's answer is one page, or its pages repeat no row: ties in totQty reorder "
+        "rows between calls, so a repeated row means the walk skipped as many.",
     ),
     Check(
         "no_duplicate_keys",
-        "No two rows share (date, category, item, variety, grade); duplicates go to quarantine.",
+        "No two rows share (date, category, item, variety, grade), names compared trimmed; the "
+        "server aggregates on this key, so a duplicate is a source fault (kept in quarantine).",
     ),
-    Check("dates_match_partition", "Every item's saleDate is the auction date that was asked for."),
+    Check("dates_match_partition", "Every item's saleDate is the auction date asked for."),
     Check(
         "expected_auction_day",
-        "A category silent on a weekday it usually trades on (6 of the last 8 same weekdays) is flagged, so a gap is never taken for a holiday unseen.",
+        "A category silent on a weekday it traded on in 6 of the last 8 same weekdays is "
+        "flagged, so a gap is never taken for a holiday unseen.",
         severity=WARN,
     ),
 )
-FLOWER_TYPES_CHECKS = (
-    Check(
-        "names_unique",
-        "No two items share a name within a category (compared without stray spaces).",
-    ),
-)
-FLOWERS_CHECKS = (
-    Check(
-        "names_unique",
-        "No two varieties share a name within an item (compared without stray spaces).",
-    ),
-    Check("no_orphans", "Every variety points to an existing item."),
-)
+
+
+def _master_checks(things: str, scope: str) -> tuple[Check, ...]:
+    return (
+        Check(
+            "no_lookalike_names",
+            f"No {things[:-1]} traded on the date has a name that differs from another's "
+            f"within its {scope} only in Unicode form (NFC/NFD) or invisible characters: such "
+            "twins split one price history.",
+        ),
+        Check(
+            "seen_dates_match_records",
+            f"{things.capitalize()} traded on the date have first_seen_date ≤ date ≤ "
+            f"last_seen_date, and {things} first or last seen on the date have a record on it "
+            "(a correction can remove the last record).",
+        ),
+    )
+
+
+FLOWER_TYPES_CHECKS = _master_checks("items", "category")
+FLOWERS_CHECKS = _master_checks("varieties", "item")
 BIDDING_CHECKS = (
-    Check("prices_ordered", "min_price ≤ avg_price ≤ max_price in every record."),
+    Check(
+        "prices_ordered",
+        "min_price ≤ avg_price ≤ max_price. About 0.08% of published records break it "
+        f"(settlement rounding): fails only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} "
+        "of the date's records.",
+    ),
     Check(
         "totals_consistent",
-        "|avg_price × quantity − total_price| is within the server's rounding (quantity / 2).",
+        "|avg_price × quantity − total_price| ≤ quantity / 2 (the server's rounding); fails "
+        f"only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} of the date's records.",
     ),
-    Check("references_valid", "Every record's flower_id exists in flowers."),
     Check(
         "reconciles_with_raw",
-        "Per category, raw rows = loaded rows + rejected rows: nothing is lost.",
+        "Per category, raw rows = loaded rows + rejected rows: nothing is lost. A blocked date "
+        "fails it until its raw content loads.",
     ),
     Check(
         "price_anomalies",
-        "Average prices far outside the variety-and-grade's trailing 28-auction-day history (robust z-score > 5 and at least ×2 or ÷2).",
+        "Average prices far outside the variety-and-grade's trailing 28-auction-day history "
+        "(robust z-score > 5 and at least ×2 or ÷2).",
         severity=WARN,
     ),
 )
 
 
-def check_specs(asset: str, checks: tuple[Check, ...]) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            check.name,
-            asset=asset,
-            description=check.description,
-            blocking=check.blocking,
-            partitions_def=auction_date_partitions,
-        )
+def blocked_by(checks: tuple[Check, ...], outcomes: dict[str, Outcome]) -> str | None:
+    """The failed blocking checks of one date, as a sentence, or None if it may load."""
+    failed = [
+        f"{check.name}: {outcomes[check.name].summary}"
         for check in checks
+        if check.blocking and not outcomes[check.name].passed
     ]
+    return "; ".join(failed) or None
+
+
+# The raw step judges each date it stores (its blocking checks decide what loads); the raw
+# checks step of the same run takes those outcomes instead of decoding the items again. Keyed
+# by run, warehouse and date: any other run judges what the warehouse holds.
+_RAW_OUTCOMES: dict[tuple[str, str, date], dict[str, Outcome]] = {}
+
+
+def remember_raw_outcomes(
+    run_id: str, location: str, day: date, outcomes: dict[str, Outcome]
+) -> None:
+    for key in [key for key in _RAW_OUTCOMES if key[0] != run_id]:
+        del _RAW_OUTCOMES[key]  # an earlier run of this process whose checks did not run
+    _RAW_OUTCOMES[(run_id, location, day)] = outcomes
+
+
+Judge = Callable[
+    [dg.AssetCheckExecutionContext, Warehouse, list[date], IntegrityPolicy],
+    Iterator[tuple[date, dict[str, Outcome]]],
+]
+
+
+def judge_raw(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    policy: IntegrityPolicy,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    calendar = wh.rows_per_date_and_category(
+        RAW, integrity.history_window_start(days[0]), days[-1]
+    )
+    for day in days:
+        remembered = _RAW_OUTCOMES.pop((context.run.run_id, wh.location, day), None)
+        if remembered is not None:
+            yield day, remembered
+            continue
+        decoded = item_fields(wh.read_partition(RAW, day))
+        _, rejected = split_loadable(decoded)
+        pages, repeated = answer_pages(wh, day)
+        earlier = calendar.filter(pl.col("auction_date") < day)
+        yield (
+            day,
+            integrity.judge_raw(
+                day, decoded, rejected, earlier, policy.max_rejected_share, pages, repeated
+            ),
+        )
+
+
+def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
+    def judge(
+        context: dg.AssetCheckExecutionContext,
+        wh: Warehouse,
+        days: list[date],
+        policy: IntegrityPolicy,
+    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+        master = wh.read_table(table)
+        traded = wh.traded_varieties(days[0], days[-1])
+        for day in days:
+            referenced = traded.filter(pl.col("auction_date") == day)[id_column].unique()
+            yield (
+                day,
+                {
+                    "no_lookalike_names": integrity.lookalike_names(master, scope, referenced),
+                    "seen_dates_match_records": integrity.seen_dates_match_records(
+                        master, referenced, day
+                    ),
+                },
+            )
+
+    return judge
+
+
+def labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
+    """flower_id -> category, item and variety names, for check samples a person can read."""
+    return varieties.join(items, left_on="flower_type_id", right_on="id").select(
+        pl.col("id").alias("flower_id"),
+        "flower_gubn",
+        pl.col("name_right").alias("item"),
+        pl.col("name").alias("variety"),
+    )
+
+
+def judge_bidding(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    policy: IntegrityPolicy,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    named = labels(wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS))
+    # Price history for the anomaly rule reaches back before the first date.
+    records = wh.read_range(
+        BIDDING, integrity.history_window_start(days[0]), days[-1], BIDDING.columns
+    ).join(named, on="flower_id", how="left")
+    raw = wh.rows_per_date_and_category(RAW, days[0], days[-1])
+    rejected = wh.rows_per_date_and_category(REJECTED, days[0], days[-1])
+
+    def per_category(counts: pl.DataFrame, day: date) -> dict[str, int]:
+        return dict(counts.filter(pl.col("auction_date") == day).select("flower_gubn", "rows").rows())
+
+    for day in days:
+        stored = records.filter(pl.col("auction_date") == day)
+        yield (
+            day,
+            {
+                "prices_ordered": integrity.prices_ordered(stored),
+                "totals_consistent": integrity.totals_consistent(stored),
+                "reconciles_with_raw": integrity.reconciles(
+                    per_category(raw, day),
+                    dict(stored.group_by("flower_gubn").len().rows()),
+                    per_category(rejected, day),
+                ),
+                "price_anomalies": integrity.price_anomalies(
+                    stored, records.filter(pl.col("auction_date") < day), day
+                ),
+            },
+        )
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -119,65 +272,118 @@ def _metadata(outcome: Outcome) -> dict[str, object]:
     return metadata
 
 
-class CheckRecorder:
-    """Collects one asset's check outcomes per auction date and hands them to Dagster."""
+def _target(record: dg.EventLogRecord) -> object:
+    # AssetCheckEvaluation's public `target_materialization_data` takes a record type that
+    # Dagster exports only through its serialized form, which event logs persist (so it stays
+    # readable across releases): build it from that form instead of a private import.
+    return dg.deserialize_value(
+        json.dumps(
+            {
+                "__class__": "AssetCheckEvaluationTargetMaterializationData",
+                "storage_id": record.storage_id,
+                "run_id": record.run_id,
+                "timestamp": record.timestamp,
+            }
+        )
+    )
 
-    def __init__(self, context: dg.AssetExecutionContext, asset: str, checks: tuple[Check, ...]):
-        self.context = context
-        self.asset_key = dg.AssetKey(asset)
-        self.checks = {check.name: check for check in checks}
-        self.outcomes: dict[str, list[tuple[date, Outcome]]] = defaultdict(list)
 
-    def record(self, day: date, name: str, outcome: Outcome) -> None:
-        check = self.checks[name]
-        self.outcomes[name].append((day, outcome))
-        if not outcome.passed:
-            log = self.context.log.error if check.severity == ERROR else self.context.log.warning
-            blocking = " (blocking: downstream assets will not run)" if check.blocking else ""
-            log(
-                f"{self.asset_key.to_user_string()} {day}: check {name} failed{blocking}: {outcome.summary}"
-            )
+def latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]
+) -> dict[str, object]:
+    """Each partition's latest materialization, as a check evaluation's target."""
+    found: dict[str, dg.EventLogRecord] = {}
+    # After a run of the asset the newest len(partitions) records are usually exactly these.
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions),
+        limit=len(partitions),
+    ).records
+    for record in records:
+        found.setdefault(record.partition_key, record)
+    for partition in [p for p in partitions if p not in found]:
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+        ).records
+        if latest:
+            found[partition] = latest[0]
+    return {partition: _target(record) for partition, record in found.items()}
 
-    def results(self) -> list[dg.AssetCheckResult]:
-        several = len(self.context.partition_keys) > 1
-        results = []
-        for name, check in self.checks.items():
-            evaluated = self.outcomes.get(name, [])
-            if not several and evaluated:
-                ((_, outcome),) = evaluated
-                results.append(
-                    dg.AssetCheckResult(
+
+def build_asset_checks(
+    asset: str,
+    checks: tuple[Check, ...],
+    judge: Judge,
+    additional_deps: tuple[str, ...] = (),
+) -> dg.AssetChecksDefinition:
+    """One step that judges the asset's checks for each auction date of its run."""
+    specs = {
+        check.name: dg.AssetCheckSpec(
+            check.name,
+            asset=asset,
+            description=check.full_description,
+            blocking=check.blocking,
+            partitions_def=auction_date_partitions,
+            additional_deps=list(additional_deps),
+        )
+        for check in checks
+    }
+    severity = {check.name: check.severity for check in checks}
+    asset_key = dg.AssetKey(asset)
+
+    @dg.multi_asset_check(
+        name=f"{asset}_checks",
+        specs=list(specs.values()),
+        can_subset=True,
+        description=f"The checks of {asset}, judged per auction date on the stored table.",
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        integrity_policy: IntegrityPolicy,
+    ):
+        days = auction_dates(context)
+        selected = [key.name for key in context.selected_asset_check_keys if key.name in specs]
+        targets = latest_materializations(
+            context.instance, asset_key, [day.isoformat() for day in days]
+        )
+        with warehouse.open() as wh:
+            for day, outcomes in judge(context, wh, days, integrity_policy):
+                for name in selected:
+                    outcome = outcomes[name]
+                    if not outcome.passed:
+                        log = context.log.error if severity[name] == ERROR else context.log.warning
+                        log(f"{asset} {day}: check {name} failed: {outcome.summary}")
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=asset_key,
                         check_name=name,
                         passed=outcome.passed,
-                        severity=check.severity,
-                        metadata=_metadata(outcome),
-                        description=outcome.summary,
-                    )
-                )
-                continue
-            for day, outcome in evaluated:
-                self.context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=self.asset_key,
-                        check_name=name,
-                        passed=outcome.passed,
-                        severity=check.severity,
+                        severity=severity[name],
                         metadata=_metadata(outcome),
                         description=outcome.summary,
                         partition=day.isoformat(),
+                        target_materialization_data=targets.get(day.isoformat()),
                     )
-                )
-            failed = [day.isoformat() for day, outcome in evaluated if not outcome.passed]
-            results.append(
-                dg.AssetCheckResult(
-                    check_name=name,
-                    passed=not failed,
-                    severity=check.severity,
-                    description=f"{len(evaluated) - len(failed)} of {len(evaluated)} auction dates passed",
-                    metadata={
-                        "auction_dates_checked": len(evaluated),
-                        "auction_dates_failed": dg.MetadataValue.json(failed),
-                    },
-                )
-            )
-        return results
+        # The check outputs: they order downstream steps after blocking checks (per-date
+        # blocking itself is in the assets' upload-log gate).
+        for name in selected:
+            yield dg.Output(None, output_name=specs[name].get_python_identifier())
+
+    return _checks
+
+
+raw_checks = build_asset_checks(RAW.name, RAW_CHECKS, judge_raw)
+# The masters' first/last seen dates are judged against the records, so after bidding_flowers.
+flower_types_checks = build_asset_checks(
+    FLOWER_TYPES.name,
+    FLOWER_TYPES_CHECKS,
+    _judge_master("flower_type_id", FLOWER_TYPES, "flower_gubn"),
+    additional_deps=(BIDDING.name,),
+)
+flowers_checks = build_asset_checks(
+    FLOWERS.name,
+    FLOWERS_CHECKS,
+    _judge_master("flower_id", FLOWERS, "flower_type_id"),
+    additional_deps=(BIDDING.name,),
+)
+bidding_checks = build_asset_checks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
+flower_auction_checks = [raw_checks, flower_types_checks, flowers_checks, bidding_checks]

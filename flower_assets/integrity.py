@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from flower_assets.categories import KOREAN_NAMES
-from flower_assets.normalize import item_fields
+from flower_assets.normalize import item_fields, rows_per_category
 from flower_assets.parsing import ITEM_FIELDS, KEY_FIELDS
 
 SAMPLE_ROWS = 10
@@ -26,6 +26,10 @@ ANOMALY_Z = 5.0
 ANOMALY_MIN_RATIO = 2.0
 # A flat history has MAD 0; its spread is taken to be at least this share of the median.
 ANOMALY_MAD_FLOOR = 0.015
+# About 0.08% of published records have min > avg (settlement rounding, see the API notes): a
+# price rule fails only when more of a date's records break it than this, so a normal day is
+# green and a broken feed (swapped or scaled columns) is red.
+PRICE_RULE_TOLERATED_SHARE = 0.005
 # expected_auction_day looks back this many same weekdays.
 WEEKDAY_LOOKBACK = 8
 WEEKDAY_MIN_TRADED = 6
@@ -122,17 +126,6 @@ def rejected_share(raw_rows: int, rejected: pl.DataFrame, threshold: float) -> O
     return Outcome(passed, summary, meta, _sample(sample))
 
 
-def categories_answered(calls: dict[str, int], pages: dict[str, int]) -> Outcome:
-    missing = [name for name in KOREAN_NAMES if name not in calls]
-    passed = not missing
-    summary = (
-        f"all four categories answered with {sum(calls.values())} calls"
-        if passed
-        else f"no answer for {', '.join(missing)}"
-    )
-    return Outcome(passed, summary, {"calls_per_category": calls, "pages_per_category": pages})
-
-
 def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
     """The five key fields; names trimmed, as quarantine and the masters compare them."""
     fields = [pl.col("item").struct.field(f) for f in KEY_FIELDS]
@@ -175,49 +168,20 @@ def dates_match(raw: pl.DataFrame) -> Outcome:
     return Outcome(passed, summary, {"mismatched_rows": wrong.height}, _sample(wrong))
 
 
-def names_unique(master: pl.DataFrame, scope: str) -> Outcome:
-    """No two rows of a master name the same thing (compared without stray spaces)."""
-    key = master.select(pl.col(scope), pl.col("name").str.strip_chars())
-    duplicated = master.filter(key.is_duplicated())
-    passed = duplicated.height == 0
+def _violations(records: pl.DataFrame, offending: pl.DataFrame, rule: str) -> Outcome:
+    """Records that break a price rule; fails only past the share real data shows (see above)."""
+    share = offending.height / records.height if records.height else 0.0
+    passed = share <= PRICE_RULE_TOLERATED_SHARE
     summary = (
-        f"all {master.height} names are unique within their {scope}"
-        if passed
-        else (f"{duplicated.height} rows share a name within their {scope}")
+        f"{offending.height} of {records.height} records break {rule} ({share:.2%}; "
+        f"up to {PRICE_RULE_TOLERATED_SHARE:.1%} is tolerated)"
     )
-    return Outcome(
-        passed,
-        summary,
-        {"rows": master.height, "duplicates": duplicated.height},
-        _sample(duplicated),
-    )
-
-
-def _unmatched(
-    children: pl.DataFrame, parents: pl.DataFrame, foreign_key: str, ok: str, bad: str
-) -> Outcome:
-    """Rows whose foreign key names no parent id; `ok` / `bad` are sentences with {n}."""
-    missing = children.join(parents, left_on=foreign_key, right_on="id", how="anti")
-    passed = missing.height == 0
-    summary = ok.format(n=children.height) if passed else bad.format(n=missing.height)
-    return Outcome(passed, summary, {"unmatched": missing.height}, _sample(missing))
-
-
-def varieties_without_item(flowers: pl.DataFrame, flower_types: pl.DataFrame) -> Outcome:
-    return _unmatched(
-        flowers,
-        flower_types,
-        "flower_type_id",
-        "all {n} varieties point to an item",
-        "{n} varieties point to no item",
-    )
-
-
-def _violations(records: pl.DataFrame, offending: pl.DataFrame, ok: str, bad: str) -> Outcome:
-    """Records that break a rule; `ok` / `bad` are sentences with {n}."""
-    passed = offending.height == 0
-    summary = ok.format(n=records.height) if passed else bad.format(n=offending.height)
-    meta = {"records": records.height, "violations": offending.height}
+    meta = {
+        "records": records.height,
+        "violations": offending.height,
+        "share": round(share, 6),
+        "tolerated_share": PRICE_RULE_TOLERATED_SHARE,
+    }
     return Outcome(passed, summary, meta, _sample(offending))
 
 
@@ -225,12 +189,7 @@ def prices_ordered(records: pl.DataFrame) -> Outcome:
     offending = records.filter(
         (pl.col("min_price") > pl.col("avg_price")) | (pl.col("avg_price") > pl.col("max_price"))
     )
-    return _violations(
-        records,
-        offending,
-        "min ≤ avg ≤ max in all {n} records",
-        "{n} records break min ≤ avg ≤ max",
-    )
+    return _violations(records, offending, "min ≤ avg ≤ max")
 
 
 def totals_consistent(records: pl.DataFrame) -> Outcome:
@@ -239,22 +198,7 @@ def totals_consistent(records: pl.DataFrame) -> Outcome:
     offending = records.with_columns(gap.alias("gap")).filter(
         pl.col("gap") > pl.col("quantity") / 2 + 1
     )
-    return _violations(
-        records,
-        offending,
-        "avg × quantity matches total in all {n} records",
-        "{n} records have avg × quantity off total by more than rounding",
-    )
-
-
-def references_valid(records: pl.DataFrame, flowers: pl.DataFrame) -> Outcome:
-    return _unmatched(
-        records,
-        flowers,
-        "flower_id",
-        "all {n} records point to a known variety",
-        "{n} records point to no variety",
-    )
+    return _violations(records, offending, "|avg × quantity − total| ≤ quantity / 2")
 
 
 def reconciles(
@@ -371,3 +315,105 @@ def history_window_start(first_day: date) -> date:
     return first_day - timedelta(
         days=max(7 * math.ceil(ANOMALY_HISTORY_DAYS / 2), 7 * WEEKDAY_LOOKBACK)
     )
+
+
+def answer_pages_consistent(pages: dict[str, int], repeated: dict[str, int]) -> Outcome:
+    """Each category's answer was one page, or its pages repeat no row.
+
+    The server pages over an order that ties make unstable, so a row seen twice in a walk over
+    several pages means the walk skipped as many rows (see the API notes): the date is short.
+    """
+    short = {name: count for name, count in repeated.items() if count}
+    passed = not short
+    summary = (
+        "every category's answer is complete ("
+        + ", ".join(f"{name} {pages.get(name, 0)} page(s)" for name in KOREAN_NAMES)
+        + ")"
+        if passed
+        else "; ".join(
+            f"{name}: {count} rows repeated across {pages.get(name, 0)} pages, so as many were "
+            "skipped (unstable paging): re-fetch with a larger FLOWER_API_PAGE_SIZE"
+            for name, count in short.items()
+        )
+    )
+    return Outcome(passed, summary, {"pages_per_category": pages, "rows_repeated": repeated})
+
+
+# Characters that make two names look identical: zero-width spaces and joiners, BOM.
+_INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff]"
+
+
+def canonical_name(name: pl.Expr) -> pl.Expr:
+    """A name as a person reads it: Unicode NFC, no invisible characters, no outer spaces."""
+    return name.str.normalize("NFC").str.replace_all(_INVISIBLE, "").str.strip_chars()
+
+
+def lookalike_names(master: pl.DataFrame, scope: str, referenced: pl.Series) -> Outcome:
+    """Names of the date's items (varieties) that look identical to another row's name.
+
+    `master` is flower_types (scope flower_gubn) or flowers (scope flower_type_id); `referenced`
+    holds the ids the date's auction records reference. Twins split one thing's price history.
+    """
+    keyed = master.with_columns(canonical_name(pl.col("name")).alias("looks_like"))
+    twins = keyed.filter(pl.struct(scope, "looks_like").is_duplicated())
+    traded = twins.filter(pl.col("id").is_in(referenced.implode())).select(scope, "looks_like")
+    today = twins.join(traded.unique(), on=[scope, "looks_like"], how="semi")
+    passed = today.height == 0
+    summary = (
+        f"none of the {referenced.n_unique()} names traded looks like another"
+        if passed
+        else f"{today.height} rows share a name that only differs in Unicode form or invisible characters"
+    )
+    sample = today.select("id", scope, "name", pl.col("name").str.encode("hex").alias("utf8_hex"))
+    return Outcome(
+        passed, summary, {"lookalike_rows": today.height}, _sample(sample.sort(scope, "id"))
+    )
+
+
+def seen_dates_match_records(master: pl.DataFrame, referenced: pl.Series, day: date) -> Outcome:
+    """first_seen_date ≤ day ≤ last_seen_date for every row the date's records reference, and a
+    row first or last seen on the day is referenced by them (a correction can remove the last
+    record of a variety: its last_seen_date must not stay on that date)."""
+    used = master.filter(pl.col("id").is_in(referenced.implode()))
+    outside = used.filter((pl.col("first_seen_date") > day) | (pl.col("last_seen_date") < day))
+    stale = master.filter(
+        ((pl.col("first_seen_date") == day) | (pl.col("last_seen_date") == day))
+        & ~pl.col("id").is_in(referenced.implode())
+    )
+    wrong = pl.concat([outside, stale]).unique("id")
+    passed = wrong.height == 0
+    summary = (
+        f"first/last seen dates agree with the {used.height} rows traded on {day}"
+        if passed
+        else f"{outside.height} rows traded on {day} outside their first/last seen dates; "
+        f"{stale.height} rows first or last seen on {day} without a record that day"
+    )
+    meta = {"rows_traded": used.height, "outside_range": outside.height, "stale": stale.height}
+    return Outcome(passed, summary, meta, _sample(wrong.sort("id")))
+
+
+def judge_raw(
+    day: date,
+    decoded: pl.DataFrame,
+    rejected: pl.DataFrame,
+    calendar: pl.DataFrame,
+    max_rejected_share: float,
+    pages: dict[str, int],
+    repeated: dict[str, int],
+) -> dict[str, Outcome]:
+    """Every raw check of one auction date.
+
+    `decoded` is the date's raw rows with their items decoded (`item_fields`), `rejected` what
+    quarantine keeps of them, `calendar` rows per earlier date and category, and `pages` /
+    `repeated` how many pages each category's answer took and rows it repeated across them.
+    """
+    return {
+        "schema_conforms": schema_drift(decoded),
+        "rejected_share_within_threshold": rejected_share(
+            decoded.height, rejected, max_rejected_share
+        ),
+        "answer_complete": answer_pages_consistent(pages, repeated),
+        "no_duplicate_keys": duplicate_keys(decoded),
+        "dates_match_partition": dates_match(decoded),
+        "expected_auction_day": expected_auction_day(day, rows_per_category(decoded), calendar),
+    }

@@ -17,7 +17,9 @@ class AtApiResource(dg.ConfigurableResource):
 
     service_key: str | None = Field(default=None, description="aT service key (FLOWER_API_KEY)")
     base_url: str = Field(default=settings.DEFAULT_API_BASE_URL, description="FLOWER_API_BASE_URL")
-    page_size: int = Field(default=5000, description="countPerPage: rows asked for per call")
+    page_size: int = Field(
+        default=5000, description="countPerPage: rows asked for per call (FLOWER_API_PAGE_SIZE)"
+    )
     timeout_s: float = Field(default=60.0, description="Read timeout per call, seconds")
     max_attempts: int = Field(default=5, description="Calls per page before giving up")
     backoff_s: float = Field(default=0.5, description="First retry delay; doubles each attempt")
@@ -77,6 +79,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             if settings.env(settings.API_KEY_ENV)
             else None,
             base_url=_from_env(settings.API_BASE_URL_ENV, settings.DEFAULT_API_BASE_URL),
+            page_size=settings.page_size(),
             daily_quota=settings.daily_quota(),
             correction_days=settings.correction_days(),
         ),

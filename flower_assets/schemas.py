@@ -169,9 +169,14 @@ class FlowerBatchUploadLogs(pa.DataFrameModel):
         ge=0, description="Rows kept aside in rejected_bidding_flowers"
     )
     api_calls: pl.Int64 = pa.Field(ge=0, description="Calls made to the aT API, retries included")
-    status: str = pa.Field(isin=["success", "failed"], description="success or failed")
+    status: str = pa.Field(
+        isin=["success", "blocked", "failed"],
+        description="success; blocked (rows stored, but a blocking check failed: the normalized "
+        "tables keep their previous version of the date); or failed",
+    )
     error_text: str = pa.Field(
-        nullable=True, description="Why it failed (never contains the service key)"
+        nullable=True,
+        description="Why it failed or is blocked (never contains the service key)",
     )
     content_hash: str = pa.Field(
         nullable=True,

@@ -13,6 +13,7 @@ START_DATE_ENV = "FLOWER_START_DATE"
 MAX_REJECTED_SHARE_ENV = "FLOWER_MAX_REJECTED_SHARE"
 CORRECTION_DAYS_ENV = "FLOWER_CORRECTION_DAYS"
 DAILY_QUOTA_ENV = "FLOWER_API_DAILY_QUOTA"
+PAGE_SIZE_ENV = "FLOWER_API_PAGE_SIZE"
 ALERT_WEBHOOK_URL_ENV = "FLOWER_ALERT_WEBHOOK_URL"
 UI_BASE_URL_ENV = "FLOWER_UI_BASE_URL"
 DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
@@ -80,3 +81,11 @@ def correction_days() -> int:
 def daily_quota() -> int:
     """Calls the aT key may make per KST day (1,000 unless raised on request)."""
     return _whole_number(DAILY_QUOTA_ENV, 1000)
+
+
+def page_size() -> int:
+    """Rows asked for per API call (countPerPage); one page per category and date is safest."""
+    size = _whole_number(PAGE_SIZE_ENV, 5000)
+    if size < 1:
+        raise ValueError(f"{PAGE_SIZE_ENV}={size} must be at least 1, e.g. 5000")
+    return size

@@ -16,6 +16,7 @@ import polars as pl
 
 from flower_assets.categories import Category
 from flower_assets.client import AtFlowerClient, CategoryDay, merge_pages
+from flower_assets.corrections import is_refetched
 from flower_assets.errors import SEOUL, QuotaExceeded
 from flower_assets.parsing import parse_page
 from flower_assets.schemas import API_RESPONSES
@@ -55,7 +56,9 @@ def estimate_backfill(
     needed = reused = 0
     for day in days:
         for category in Category:
-            if (day, category.korean_name) in cached and (today - day).days > correction_days:
+            if (day, category.korean_name) in cached and not is_refetched(
+                day, today, correction_days
+            ):
                 reused += 1
             else:
                 needed += 1
@@ -86,7 +89,7 @@ class AuctionSource:
         self.cache_hits = 0
 
     def in_correction_window(self, day: date) -> bool:
-        return (self.today - day).days <= self.correction_days
+        return is_refetched(day, self.today, self.correction_days)
 
     def calls_left_today(self) -> int:
         return self.daily_quota - self.warehouse.api_calls_on(self.fingerprint, kst_today())
@@ -129,19 +132,36 @@ class AuctionSource:
         )
 
     def _from_cache(self, day: date, category: Category) -> CategoryDay | None:
-        cached = self.warehouse.cached_answer(day, category.korean_name)
-        if cached.height == 0:
-            return None
-        pages = [parse_page(body.encode()).items for body in cached["body"]]
-        items, duplicates = merge_pages(pages)
-        self.cache_hits += 1
-        return CategoryDay(
-            day,
-            category,
-            items,
-            api_calls=0,
-            pages=len(pages),
-            duplicates_dropped=duplicates,
-            fetched_at=cached["fetched_at"][0],
-            bodies=[],
-        )
+        answer = cached_answer(self.warehouse, day, category)
+        if answer is not None:
+            self.cache_hits += 1
+        return answer
+
+
+def cached_answer(warehouse: Warehouse, day: date, category: Category) -> CategoryDay | None:
+    """The stored answer of one date and category, parsed as if it had just been fetched."""
+    cached = warehouse.cached_answer(day, category.korean_name)
+    if cached.height == 0:
+        return None
+    pages = [parse_page(body.encode()).items for body in cached["body"]]
+    items, duplicates = merge_pages(pages)
+    return CategoryDay(
+        day,
+        category,
+        items,
+        api_calls=0,
+        pages=len(pages),
+        duplicates_dropped=duplicates,
+        fetched_at=cached["fetched_at"][0],
+        bodies=[],
+    )
+
+
+def answer_pages(warehouse: Warehouse, day: date) -> tuple[dict[str, int], dict[str, int]]:
+    """Per category, the pages of the date's stored answer and the rows repeated across them."""
+    pages, repeated = {}, {}
+    for category in Category:
+        answer = cached_answer(warehouse, day, category)
+        pages[category.korean_name] = answer.pages if answer else 0
+        repeated[category.korean_name] = answer.duplicates_dropped if answer else 0
+    return pages, repeated

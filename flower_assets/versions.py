@@ -1,17 +1,23 @@
-"""Content versions of raw partitions: what changed, and which steps still have work to do.
+"""Content versions of raw partitions: what is stored, and which steps still have work to do.
 
-The raw asset hashes each date's items; the normalizing assets log the hash they processed.
-A date whose raw content every normalizing step has already processed is not recomputed.
+The raw step hashes each date's items and logs the hash with the date's status: `success` (fit
+to load) or `blocked` (stored verbatim, but a blocking check failed, so the normalized tables
+keep their previous version of the date). The normalizing steps log the hash they processed; a
+date whose current content a step has already processed is recorded but not rewritten.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
 
 NORMALIZING_ASSETS = ("flower_types", "flowers", "bidding_flowers")
+# Upload-log statuses of a date whose raw rows are stored.
+LOADABLE = "success"
+BLOCKED = "blocked"
 
 
 def content_hash(raw: pl.DataFrame) -> str:
@@ -24,21 +30,45 @@ def content_hash(raw: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def latest_success(logs: pl.DataFrame, by: list[str], hash_column: str) -> dict[tuple, str]:
-    """The hash of the last successful log row per key."""
-    done = logs.filter(pl.col("status") == "success").sort("finished_at")
-    last = done.group_by(by, maintain_order=True).last()
-    return {tuple(row[:-1]): row[-1] for row in last.select(*by, hash_column).rows()}
+def _latest(logs: pl.DataFrame, by: list[str], statuses: tuple[str, ...]) -> pl.DataFrame:
+    done = logs.filter(pl.col("status").is_in(statuses)).sort("finished_at")
+    return done.group_by(by, maintain_order=True).last()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The raw content stored for a date: its hash, and why it is blocked (None if loadable)."""
+
+    content_hash: str
+    blocked_by: str | None
+
+
+def stored_raw(uploads: pl.DataFrame) -> dict[date, Stored]:
+    """Per auction date, the content the raw table holds (the last upload that stored rows)."""
+    last = _latest(uploads, ["auction_date"], (LOADABLE, BLOCKED))
+    return {
+        day: Stored(content, error if status == BLOCKED else None)
+        for day, content, status, error in last.select(
+            "auction_date", "content_hash", "status", "error_text"
+        ).rows()
+    }
+
+
+def processed(processes: pl.DataFrame, asset: str) -> dict[date, str]:
+    """Per auction date, the raw content hash the asset last processed successfully."""
+    last = _latest(processes.filter(pl.col("asset") == asset), ["auction_date"], (LOADABLE,))
+    return dict(last.select("auction_date", "raw_content_hash").rows())
 
 
 def pending(
-    days: list[date], uploads: pl.DataFrame, processes: pl.DataFrame, asset: str
+    days: list[date], stored: dict[date, Stored], processes: pl.DataFrame, asset: str
 ) -> list[date]:
-    """Dates whose current raw content the asset has not processed yet."""
-    current = latest_success(uploads, ["auction_date"], "content_hash")
-    processed = latest_success(processes, ["asset", "auction_date"], "raw_content_hash")
+    """Loadable dates whose stored raw content the asset has not processed yet."""
+    done = processed(processes, asset)
     return [
         day
         for day in days
-        if current.get((day,)) is None or processed.get((asset, day)) != current.get((day,))
+        if day in stored
+        and stored[day].blocked_by is None
+        and done.get(day) != stored[day].content_hash
     ]

@@ -24,6 +24,8 @@ from flower_assets.categories import every_category
 from flower_assets.schemas import (
     API_CALL_COUNTS,
     API_RESPONSES,
+    BIDDING,
+    FLOWERS,
     PROCESS_LOGS,
     TABLES,
     UPLOAD_LOGS,
@@ -184,6 +186,26 @@ class Warehouse(ABC):
             f" WHERE auction_date = {self._placeholder} GROUP BY flower_gubn"
         )
         return every_category(dict(self._fetch(sql, (self._date_param(auction_date),))))
+
+    def rows_per_date_and_category(self, table: Table, first: date, last: date) -> pl.DataFrame:
+        """`auction_date, flower_gubn, rows` for first..last, counted by the database."""
+        p = self._placeholder
+        sql = (
+            f"SELECT auction_date, flower_gubn, count(*) FROM {table.name}"
+            f" WHERE auction_date >= {p} AND auction_date <= {p} GROUP BY auction_date, flower_gubn"
+        )
+        schema = {"auction_date": pl.Date, "flower_gubn": pl.String, "rows": pl.Int64}
+        return self._frame(
+            schema, self._fetch(sql, (self._date_param(first), self._date_param(last)))
+        )
+
+    def traded_varieties(self, first: date, last: date) -> pl.DataFrame:
+        """`auction_date, flower_id, flower_type_id` that stored auction records reference."""
+        records = self.read_range(BIDDING, first, last, ["auction_date", "flower_id"]).unique()
+        varieties = self.read_table(FLOWERS).select(
+            pl.col("id").alias("flower_id"), "flower_type_id"
+        )
+        return records.join(varieties, on="flower_id", how="left")
 
     def append(self, table: Table, frame: pl.DataFrame) -> None:
         """Add rows to an append-only table (the batch logs); the database assigns ids."""
