@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from flower_assets.assets import flower_auction_assets
+from flower_assets.checks import flower_auction_checks
 from flower_assets.categories import Category
 from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
@@ -174,25 +175,23 @@ def materialize(
     """
     resources = resources_for(warehouse_url, api_url, max_rejected_share)
     run_config = refetch_config(refetch)
+    job = dg.Definitions(
+        assets=flower_auction_assets, asset_checks=flower_auction_checks, resources=resources
+    ).resolve_implicit_global_asset_job_def()
     if range_run:
         tags = {
             "dagster/asset_partition_range_start": keys[0],
             "dagster/asset_partition_range_end": keys[-1],
         }
-        job = dg.Definitions(
-            assets=flower_auction_assets, resources=resources
-        ).resolve_implicit_global_asset_job_def()
         return [
             job.execute_in_process(
                 instance=instance, tags=tags, raise_on_error=raise_on_error, run_config=run_config
             )
         ]
     return [
-        dg.materialize(
-            flower_auction_assets,
-            partition_key=key,
-            resources=resources,
+        job.execute_in_process(
             instance=instance,
+            partition_key=key,
             raise_on_error=raise_on_error,
             run_config=run_config,
         )

@@ -22,7 +22,8 @@ DAY = "2024-05-10"
 
 def evaluations(instance: dg.DagsterInstance) -> list:
     records = instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION),
+        ascending=True,
     )
     return [r.event_log_entry.dagster_event.event_specific_data for r in records]
 
@@ -90,46 +91,75 @@ def test_each_bad_row_kind_is_quarantined_with_its_reason_and_reconciles(warehou
     assert raw_checks[("schema_conforms", DAY)] is True
 
 
-def test_rejected_share_over_the_threshold_blocks_downstream(warehouse_url, instance):
+def metadata(instance: dg.DagsterInstance, asset: str, day: str) -> dict[str, object]:
+    """The latest materialization's metadata of one asset and date, as plain values."""
+    (record,) = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day]), limit=1
+    ).records
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+
+def upload_statuses(url: str) -> list[tuple[str, str | None]]:
+    with Warehouse.open(url) as wh:
+        logs = wh.read_table(UPLOAD_LOGS).sort("id")
+    return list(logs.select("status", "error_text").rows())
+
+
+def test_rejected_share_over_the_threshold_blocks_the_date_downstream(warehouse_url, instance):
     with FakeAtServer(
         market_with([item(good="x", tot_qty="-1"), item(good="y", tot_qty="n/a")], good=10).rows_for
     ) as server:
         (result,) = materialize([DAY], warehouse_url, instance, server.url, raise_on_error=False)
-    assert not result.success
+    # The check fails and the date stays out of the normalized tables; the run itself succeeds.
+    assert result.success
     assert (
         by_check(instance, "public_bidding_flowers")[("rejected_share_within_threshold", DAY)]
         is False
     )
-    assert DAY in materialized(instance, "public_bidding_flowers")
-    assert not materialized(instance, "flower_types") and not materialized(
-        instance, "bidding_flowers"
-    )
     logged = [e.user_message for e in instance.all_logs(result.run_id)]
     assert any(
-        "check rejected_share_within_threshold failed (blocking" in m
-        and "2 of 12 rows rejected" in m
+        f"{DAY}: not loaded into the normalized tables" in m and "2 of 12 rows rejected" in m
         for m in logged
     )
     t = tables(warehouse_url)
     assert t["public_bidding_flowers"].height == 12 and t["bidding_flowers"].height == 0
+    (status, why), = upload_statuses(warehouse_url)
+    assert status == "blocked" and "rejected_share_within_threshold" in why
+    shown = metadata(instance, "bidding_flowers", DAY)
+    assert shown["dagster/row_count"] == 0 and shown["content_changed"] is False
+    assert "rejected_share_within_threshold" in shown["blocked_by"]
+    assert shown["raw_content_hash"].startswith("none")
 
 
-def test_schema_drift_blocks_downstream_and_names_the_field(warehouse_url, instance):
+def test_schema_drift_blocks_the_date_and_keeps_its_previous_version(warehouse_url, instance):
+    good = Market()
+    good.set(DAY, Category.CUT_FLOWERS, [item(good="레드"), item(good="화이트")])
     drifted = [
         {k: v for k, v in item(good=f"v{i}").items() if k != "lvNm"} | {"lv": "특1"}
         for i in range(5)
     ]
-    market = Market()
-    market.set(DAY, Category.ORCHIDS, [item(gubn="난", pum="호접란", good="만천홍", grade="특")])
-    market.set(DAY, Category.CUT_FLOWERS, drifted)
-    with FakeAtServer(market.rows_for) as server:
-        (result,) = materialize([DAY], warehouse_url, instance, server.url, raise_on_error=False)
-    assert not result.success
-    schema = next(e for e in evaluations(instance) if e.check_name == "schema_conforms")
-    assert schema.passed is False and schema.partition == DAY
-    assert "field lvNm missing in 5 of 6 items" in schema.metadata["summary"].value
-    assert "unexpected field lv" in schema.metadata["summary"].value
-    assert not materialized(instance, "bidding_flowers")
+    bad = Market()
+    bad.set(DAY, Category.ORCHIDS, [item(gubn="난", pum="호접란", good="만천홍", grade="특")])
+    bad.set(DAY, Category.CUT_FLOWERS, drifted)
+    with FakeAtServer(good.rows_for) as server:
+        materialize([DAY], warehouse_url, instance, server.url)
+    before = tables(warehouse_url)
+    with FakeAtServer(bad.rows_for) as server:
+        (result,) = materialize([DAY], warehouse_url, instance, server.url, refetch=True)
+    assert result.success
+    schema = by_check(instance, "public_bidding_flowers")[("schema_conforms", DAY)]
+    assert schema is False
+    drift = [e for e in evaluations(instance) if e.check_name == "schema_conforms"][-1]
+    assert "field lvNm missing in 5 of 6 items" in drift.metadata["summary"].value
+    assert "unexpected field lv" in drift.metadata["summary"].value
+    after = tables(warehouse_url)
+    assert after["public_bidding_flowers"].height == 6  # raw keeps what came, verbatim
+    for name in ("flower_types", "flowers", "bidding_flowers"):
+        assert after[name].equals(before[name]), name
+    shown = metadata(instance, "bidding_flowers", DAY)
+    assert shown["dagster/row_count"] == 2 and "schema_conforms" in shown["blocked_by"]
+    # What the date's records stand for: the earlier raw content, now reconciled against new raw.
+    assert by_check(instance, "bidding_flowers")[("reconciles_with_raw", DAY)] is False
 
 
 def test_checks_of_a_range_run_are_recorded_per_auction_date(warehouse_url, instance):
@@ -148,8 +178,10 @@ def test_checks_of_a_range_run_are_recorded_per_auction_date(warehouse_url, inst
     checks = by_check(instance, "bidding_flowers")
     for day in ("2024-05-08", "2024-05-09", "2024-05-10"):
         assert checks[("reconciles_with_raw", day)] is True
-        assert checks[("references_valid", day)] is True
-    assert by_check(instance, "flowers")[("no_orphans", "2024-05-09")] is True
+        assert checks[("prices_ordered", day)] is True
+        assert by_check(instance, "flowers")[("seen_dates_match_records", day)] is True
+    # One evaluation per check and date, and none without a date.
+    assert all(e.partition for e in evaluations(instance))
 
 
 def test_price_anomaly_and_a_silent_trading_day_warn_after_a_normal_history(
