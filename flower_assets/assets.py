@@ -11,7 +11,6 @@ its raw rows (stored verbatim) but is logged `blocked`, and the normalizing step
 previous version in place while the run's other dates load.
 """
 
-
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -216,7 +215,9 @@ def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(
-    **_asset_args(RAW, "Raw aT auction results, one row per API item, kept verbatim (원천 데이터)."),
+    **_asset_args(
+        RAW, "Raw aT auction results, one row per API item, kept verbatim (원천 데이터)."
+    ),
     pool=API_POOL,
 )
 def public_bidding_flowers(

@@ -8,7 +8,6 @@ counts an evaluation for a date only then (see ../shared/dagster-notes.md), what
 range. The rules themselves are the pure functions of `integrity.py`.
 """
 
-
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -164,9 +163,7 @@ def judge_raw(
     days: list[date],
     policy: IntegrityPolicy,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
-    calendar = wh.rows_per_date_and_category(
-        RAW, integrity.history_window_start(days[0]), days[-1]
-    )
+    calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
     for day in days:
         remembered = _RAW_OUTCOMES.pop((context.run.run_id, wh.location, day), None)
         if remembered is not None:
@@ -233,7 +230,9 @@ def judge_bidding(
     rejected = wh.rows_per_date_and_category(REJECTED, days[0], days[-1])
 
     def per_category(counts: pl.DataFrame, day: date) -> dict[str, int]:
-        return dict(counts.filter(pl.col("auction_date") == day).select("flower_gubn", "rows").rows())
+        return dict(
+            counts.filter(pl.col("auction_date") == day).select("flower_gubn", "rows").rows()
+        )
 
     for day in days:
         stored = records.filter(pl.col("auction_date") == day)

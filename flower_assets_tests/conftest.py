@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from flower_assets.assets import flower_auction_assets
-from flower_assets.checks import flower_auction_checks
 from flower_assets.categories import Category
+from flower_assets.checks import flower_auction_checks
 from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
 from flower_assets.warehouse import Warehouse
@@ -159,6 +159,13 @@ def refetch_config(refetch: bool = True) -> dict:
     return {"ops": {"public_bidding_flowers": {"config": {"refetch": refetch}}}}
 
 
+def pipeline_job(resources: dict) -> dg.JobDefinition:
+    """The four assets and their checks as one job, as the platform runs them."""
+    return dg.Definitions(
+        assets=flower_auction_assets, asset_checks=flower_auction_checks, resources=resources
+    ).resolve_implicit_global_asset_job_def()
+
+
 def materialize(
     keys,
     warehouse_url,
@@ -175,9 +182,7 @@ def materialize(
     """
     resources = resources_for(warehouse_url, api_url, max_rejected_share)
     run_config = refetch_config(refetch)
-    job = dg.Definitions(
-        assets=flower_auction_assets, asset_checks=flower_auction_checks, resources=resources
-    ).resolve_implicit_global_asset_job_def()
+    job = pipeline_job(resources)
     if range_run:
         tags = {
             "dagster/asset_partition_range_start": keys[0],

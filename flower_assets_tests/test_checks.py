@@ -123,7 +123,7 @@ def test_rejected_share_over_the_threshold_blocks_the_date_downstream(warehouse_
     )
     t = tables(warehouse_url)
     assert t["public_bidding_flowers"].height == 12 and t["bidding_flowers"].height == 0
-    (status, why), = upload_statuses(warehouse_url)
+    ((status, why),) = upload_statuses(warehouse_url)
     assert status == "blocked" and "rejected_share_within_threshold" in why
     shown = metadata(instance, "bidding_flowers", DAY)
     assert shown["dagster/row_count"] == 0 and shown["content_changed"] is False

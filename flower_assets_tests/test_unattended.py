@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import threading
-from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from flower_assets.categories import Category
 from flower_assets.cli import main as cli_main
@@ -17,8 +15,7 @@ from flower_assets.definitions import defs, flower_auction_job
 from flower_assets.errors import SEOUL
 from flower_assets.resources import AtApiResource
 from flower_assets.schedules import build_daily_schedule, dates_for_tick
-from flower_assets.schemas import API_CALL_COUNTS, API_RESPONSES, UPLOAD_LOGS
-from flower_assets.sensors import AlertResource, build_alert_sensor
+from flower_assets.schemas import API_CALL_COUNTS, API_RESPONSES, PROCESS_LOGS, UPLOAD_LOGS
 from flower_assets.source import estimate_backfill, kst_today
 from flower_assets.testing import FakeAtServer
 from flower_assets.warehouse import Warehouse
@@ -68,16 +65,63 @@ def test_schedule_requests_the_latest_date_and_the_correction_window():
     assert schedule.cron_schedule == "0 7 * * *" and schedule.execution_timezone == "Asia/Seoul"
 
 
-def test_the_code_location_has_the_schedule_sensors_and_freshness_check():
-    repo = defs.get_repository_def()
-    assert repo.has_schedule_def("daily_auction_schedule")
-    assert {s.name for s in repo.sensor_defs} >= {"flower_alerts", "freshness_checks_sensor"}
-    checks = {
-        key.name
-        for key in defs.resolve_asset_graph().asset_check_keys
-        if key.asset_key == dg.AssetKey("bidding_flowers")
-    }
-    assert "freshness_check" in checks
+def test_every_date_the_schedule_requests_is_fetched_from_the_api(warehouse_url, instance):
+    # Today's tick (07:00 in Seoul): its correction window is the newest dates.
+    tick = datetime.combine(kst_today(), time(7), tzinfo=SEOUL)
+    schedule = build_daily_schedule(flower_auction_job, correction_days=3)
+    context = dg.build_schedule_context(
+        scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+    )
+    keys = [r.partition_key for r in schedule.evaluate_tick(context).run_requests]
+    assert len(keys) == 4
+    market = Market()
+    for key in keys:
+        market.set(key, Category.CUT_FLOWERS, [item(day=key)])
+    with FakeAtServer(market.rows_for) as server:
+        materialize(keys, warehouse_url, instance, server.url)  # every answer is now cached
+        server.requests.clear()
+        for key in keys:  # the runs the schedule requests, one per date
+            materialize([key], warehouse_url, instance, server.url)
+        asked = sorted({r["baseDate"] for r in server.requests})
+    # The oldest date of the window too: its answer can change until the send 3 days later.
+    assert asked == keys and len(server.requests) == 4 * len(keys)
+
+
+def test_the_code_location_has_the_freshness_check_only_with_a_service_key(monkeypatch):
+    import flower_assets.definitions as definitions
+
+    def build(key: str | None) -> dg.Definitions:
+        if key:
+            monkeypatch.setenv("FLOWER_API_KEY", key)
+        else:
+            monkeypatch.delenv("FLOWER_API_KEY", raising=False)
+        return importlib.reload(definitions).defs
+
+    try:
+        for live, built in ((True, build(TEST_KEY)), (False, build(None))):
+            repo = built.get_repository_def()
+            assert repo.has_schedule_def("daily_auction_schedule")
+            assert repo.has_job("flower_checks_job")
+            sensors = {s.name for s in repo.sensor_defs}
+            assert "flower_alerts" in sensors
+            assert ("freshness_checks_sensor" in sensors) is live
+            checks = {
+                key.name
+                for key in built.resolve_asset_graph().asset_check_keys
+                if key.asset_key == dg.AssetKey("bidding_flowers")
+            }
+            assert ("freshness_check" in checks) is live
+            # The daily job never runs the freshness check: it judges the latest date on its own.
+            job_checks = {
+                key.name
+                for key in built.resolve_job_def(
+                    "flower_auction_job"
+                ).asset_layer.asset_graph.asset_check_keys
+            }
+            assert "freshness_check" not in job_checks
+    finally:
+        monkeypatch.undo()
+        importlib.reload(definitions)
 
 
 # Cache and correction window
@@ -104,49 +148,46 @@ def test_cached_dates_rematerialize_with_zero_calls_and_refetch_on_request(wareh
     assert body["response"]["resultCd"] == "0" and cache["content_hash"].str.len_chars().min() == 64
 
 
-def test_an_unchanged_refetch_in_the_correction_window_does_not_recompute_downstream(
-    warehouse_url, instance
-):
+def changed(result: dg.ExecuteInProcessResult, asset: str) -> list[bool]:
+    """content_changed of each materialization the run recorded for the asset."""
+    return [
+        m.metadata["content_changed"].value for m in result.asset_materializations_for_node(asset)
+    ]
+
+
+def test_an_unchanged_refetch_rewrites_nothing_but_records_every_asset(warehouse_url, instance):
     latest = (kst_today() - timedelta(days=1)).isoformat()
     market = Market()
     market.set(latest, Category.CUT_FLOWERS, [item(day=latest), item(day=latest, good="b")])
+    normalizing = ("flower_types", "flowers", "bidding_flowers")
     with FakeAtServer(market.rows_for) as server:
         (first,) = materialize([latest], warehouse_url, instance, server.url)
+        with Warehouse.open(warehouse_url) as wh:
+            processed = wh.read_table(PROCESS_LOGS).height
         (second,) = materialize([latest], warehouse_url, instance, server.url)
         assert len(server.requests) == 8  # inside the window: always asked again
+        with Warehouse.open(warehouse_url) as wh:
+            assert wh.read_table(PROCESS_LOGS).height == processed  # nothing recomputed
         market.set(
             latest,
             Category.CUT_FLOWERS,
             [item(day=latest, avg_amt="10100", tot_amt="505000"), item(day=latest, good="b")],
         )
         (third,) = materialize([latest], warehouse_url, instance, server.url)
-    assert [materializations(first, a) for a in ("flower_types", "flowers", "bidding_flowers")] == [
-        1,
-        1,
-        1,
-    ]
+    assert [changed(first, a) for a in normalizing] == [[True]] * 3
     raw_meta = second.asset_materializations_for_node("public_bidding_flowers")[0].metadata
     assert raw_meta["content_changed"].value is False and raw_meta["api_calls"].value == 4
-    assert [
-        materializations(second, a) for a in ("flower_types", "flowers", "bidding_flowers")
-    ] == [0, 0, 0]
-    assert second.success
-    assert (
-        third.asset_materializations_for_node("public_bidding_flowers")[0]
-        .metadata["content_changed"]
-        .value
-        is True
-    )
-    assert [materializations(third, a) for a in ("flower_types", "flowers", "bidding_flowers")] == [
-        1,
-        1,
-        1,
-    ]
-    versions = [
-        r.asset_materializations_for_node("public_bidding_flowers")[0].tags["dagster/data_version"]
+    # Every asset still records the date, so nothing turns Skipped or Missing in the UI.
+    assert [changed(second, a) for a in normalizing] == [[False]] * 3
+    assert second.success and not second.get_step_skipped_events()
+    assert [changed(third, a) for a in (*normalizing, "public_bidding_flowers")] == [[True]] * 4
+    # Data versions follow from code versions alone: the same in every run, so no re-run
+    # leaves a downstream table "unsynced" (see assets.CODE_VERSION).
+    versions = {
+        r.asset_materializations_for_node("bidding_flowers")[0].tags["dagster/data_version"]
         for r in (first, second, third)
-    ]
-    assert versions[0] == versions[1] != versions[2]
+    }
+    assert len(versions) == 1
 
 
 # Quota guard
@@ -207,112 +248,3 @@ def test_backfill_estimate_command_prints_calls_and_days(tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "91 dates" in out and "API calls needed:                          364" in out
     assert "100 of 100" in out and "spans 4 quota day(s), starting today" in out
-
-
-# Alerts
-
-
-class Receiver:
-    """A webhook receiver on loopback that fails its first `failures` requests."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.bodies: list[dict] = []
-        self.failures = failures
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.failures:
-                    receiver.failures -= 1
-                    self.send_response(500)
-                else:
-                    receiver.bodies.append(json.loads(body))
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def tick(sensor, instance, cursor, url):
-    context = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        resources={
-            "alerts": AlertResource(
-                webhook_url=url, ui_base_url="http://dagster.internal:3000", attempts=3
-            )
-        },
-    )
-    sensor(context)
-    return context.cursor
-
-
-def test_alert_sensor_delivers_each_failed_check_and_failed_run_exactly_once(
-    warehouse_url, instance, receiver, monkeypatch
-):
-    monkeypatch.setenv("FLOWER_API_KEY", TEST_KEY)
-    sensor = build_alert_sensor({a.key for a in defs.assets}, {"flower_auction_job"})
-    cursor = tick(sensor, instance, None, receiver.url)  # starts watching from now
-    market = Market()
-    market.set("2024-05-10", Category.CUT_FLOWERS, [item(good="x", tot_qty="-1"), item(good="y")])
-    with FakeAtServer(market.rows_for) as server:
-        (result,) = materialize(
-            ["2024-05-10"], warehouse_url, instance, server.url, raise_on_error=False
-        )
-    assert not result.success  # the blocking rejected-share check stopped it
-    cursor = tick(sensor, instance, cursor, receiver.url)
-    texts = [b["text"] for b in receiver.bodies]
-    check_alerts = [
-        t
-        for t in texts
-        if "check rejected_share_within_threshold failed on public_bidding_flowers" in t
-    ]
-    run_alerts = [t for t in texts if "run of __ephemeral_asset_job__ failed" in t]
-    assert len(check_alerts) == 1 and len(run_alerts) == 1
-    # dates_match and duplicates passed; no_duplicate_keys passed; only failed checks alert.
-    assert all("failed" in t for t in texts)
-    assert "Auction date: 2024-05-10" in check_alerts[0] and "Severity: ERROR" in check_alerts[0]
-    assert f"http://dagster.internal:3000/runs/{result.run_id}" in check_alerts[0]
-    assert "Auction dates: 2024-05-10" in run_alerts[0]
-    assert all(TEST_KEY not in t for t in texts)
-    delivered = len(receiver.bodies)
-    tick(sensor, instance, cursor, receiver.url)
-    assert len(receiver.bodies) == delivered  # nothing twice
-
-
-def test_undelivered_alerts_are_retried_on_the_next_tick_without_duplicates(
-    warehouse_url, instance
-):
-    flaky = Receiver(failures=3)  # fails every attempt of the first tick
-    try:
-        sensor = build_alert_sensor({a.key for a in defs.assets}, {"flower_auction_job"})
-        cursor = tick(sensor, instance, None, flaky.url)
-        market = Market()
-        market.set("2024-05-10", Category.CUT_FLOWERS, [item(good="x", tot_qty="-1")])
-        with FakeAtServer(market.rows_for) as server:
-            materialize(["2024-05-10"], warehouse_url, instance, server.url, raise_on_error=False)
-        stuck = tick(sensor, instance, cursor, flaky.url)
-        assert flaky.bodies == []
-        tick(sensor, instance, stuck, flaky.url)
-        first_delivery = [b["text"].splitlines()[0] for b in flaky.bodies]
-        assert len(first_delivery) == len(set(first_delivery)) >= 2
-    finally:
-        flaky.close()

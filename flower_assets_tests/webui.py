@@ -173,9 +173,11 @@ def webserver(env: dict[str, str], log: Path) -> Iterator[Ui]:
             try:
                 urllib.request.urlopen(f"{url}/server_info", timeout=2)
                 break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError(f"webserver did not start: {log.read_text()[-2000:]}")
+                    raise AssertionError(
+                        f"webserver did not start: {log.read_text()[-2000:]}"
+                    ) from exc
                 time.sleep(0.5)
         yield Ui(url)
     finally:
