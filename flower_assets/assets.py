@@ -380,6 +380,7 @@ def _grow_master(
     )
     key = [c for c in table.columns if c not in ("id", "first_seen_date", "last_seen_date")]
     known = wh.read_table(table).select(key)
+    # Dates not recomputed now: count what their stored auction records reference.
     kept = [day for day in days if day not in plan.todo]
     traded = wh.traded_varieties(kept[0], kept[-1]) if kept else None
     for day in days:
@@ -395,7 +396,8 @@ def _grow_master(
             new_names = new["name"].to_list()
             rows = seen.height
         else:
-            rows = traded.filter(pl.col("auction_date") == day)[id_column].n_unique()  # type: ignore[union-attr]
+            assert traded is not None  # day is one of `kept`
+            rows = traded.filter(pl.col("auction_date") == day)[id_column].n_unique()
         context.add_asset_metadata(
             {
                 "dagster/row_count": rows,

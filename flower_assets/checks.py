@@ -340,6 +340,12 @@ def build_asset_checks(
         warehouse: WarehouseResource,
         integrity_policy: IntegrityPolicy,
     ):
+        if not (context.has_partition_key or context.has_partition_key_range):
+            raise dg.Failure(
+                f"{asset}: no auction date chosen. These checks judge one date at a time: launch "
+                "flower_checks_job (or materialize the asset) for a date or a range of dates from "
+                "its Partitions tab."
+            )
         days = auction_dates(context)
         selected = [key.name for key in context.selected_asset_check_keys if key.name in specs]
         targets = latest_materializations(

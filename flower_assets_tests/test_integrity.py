@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -150,11 +151,59 @@ def test_expected_auction_day_is_quiet_for_rare_categories_and_days_with_rows():
     assert integrity.expected_auction_day(DAY, {}, calendar("절화", [])).passed
 
 
-def test_names_unique_sees_through_stray_spaces_and_orphans_are_found():
-    items = pl.DataFrame({"id": [1, 2], "flower_gubn": ["절화", "절화"], "name": ["장미", "장미 "]})
-    assert not integrity.names_unique(items, "flower_gubn").passed
-    varieties = pl.DataFrame({"id": [1], "flower_type_id": [3], "name": ["레드"]})
-    assert not integrity.varieties_without_item(varieties, items).passed
+def master(names: list[str], first: list[date], last: list[date]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": list(range(1, len(names) + 1)),
+            "flower_gubn": ["절화"] * len(names),
+            "name": names,
+            "first_seen_date": first,
+            "last_seen_date": last,
+        }
+    )
+
+
+def test_lookalike_names_find_unicode_and_invisible_twins_of_the_dates_items():
+    items = master(
+        ["장미", unicodedata.normalize("NFD", "장미"), "국화", "국화\u200b", "백합"],
+        [DAY] * 5,
+        [DAY] * 5,
+    )
+    outcome = integrity.lookalike_names(items, "flower_gubn", pl.Series([1, 3]))
+    assert not outcome.passed and outcome.metadata["lookalike_rows"] == 4
+    assert set(outcome.sample["id"]) == {1, 2, 3, 4}
+    # Twins that did not trade on the date are that date's concern, not this one's.
+    assert integrity.lookalike_names(items, "flower_gubn", pl.Series([5])).passed
+    # Names that only differ by a real character are two things.
+    assert integrity.lookalike_names(
+        master(["장미", "장미꽃"], [DAY] * 2, [DAY] * 2), "flower_gubn", pl.Series([1, 2])
+    ).passed
+
+
+def test_seen_dates_must_match_the_dates_records():
+    earlier = DAY - timedelta(days=3)
+    items = master(["장미", "국화"], [earlier, earlier], [DAY, earlier])
+    assert integrity.seen_dates_match_records(items, pl.Series([1]), DAY).passed
+    # A correction removed the last record of 장미 on DAY: its last_seen_date is stale.
+    stale = integrity.seen_dates_match_records(items, pl.Series([], dtype=pl.Int64), DAY)
+    assert not stale.passed and stale.metadata["stale"] == 1
+    # 국화 traded on DAY although its last_seen_date is earlier.
+    outside = integrity.seen_dates_match_records(items, pl.Series([1, 2]), DAY)
+    assert not outside.passed and outside.metadata["outside_range"] == 1
+
+
+def test_price_rules_tolerate_the_published_share_of_inversions_and_catch_a_broken_feed():
+    day = pl.concat([records()] * 999 + [records(min_price=110)])  # 0.1 %: a normal busy day
+    assert integrity.prices_ordered(day).passed
+    assert "1 of 1000 records" in integrity.prices_ordered(day).summary
+    broken = pl.concat([records()] * 90 + [records(min_price=110)] * 10)  # 10 %
+    assert not integrity.prices_ordered(broken).passed
+
+
+def test_answer_complete_fails_when_a_walk_over_pages_repeats_rows():
+    assert integrity.answer_pages_consistent({"절화": 1}, {"절화": 0}).passed
+    short = integrity.answer_pages_consistent({"절화": 3, "난": 1}, {"절화": 7, "난": 0})
+    assert not short.passed and "절화: 7 rows repeated across 3 pages" in short.summary
 
 
 def test_duplicate_keys_compare_names_trimmed_like_quarantine_does():

@@ -118,7 +118,7 @@ def test_live_partitions_via_http_then_rematerialized_give_identical_tables(
         materialize(DATES, warehouse_url, instance, server.url, refetch=True)
     assert all(r.success for r in results)
     meta = results[2].asset_materializations_for_node("public_bidding_flowers")[0].metadata
-    assert meta["sample_mode"].value is False and meta["rows_written"].value == 3
+    assert meta["sample_mode"].value is False and meta["dagster/row_count"].value == 3
     assert meta["rows_per_category"].value == {"절화": 2, "관엽": 0, "난": 1, "춘란": 0}
     types_meta = results[0].asset_materializations_for_node("flower_types")[0].metadata
     assert types_meta["new_items"].value == 1
@@ -190,7 +190,7 @@ def test_no_auction_day_succeeds_with_no_rows_and_leaves_other_dates_alone(
         (result,) = materialize(["2024-05-11"], warehouse_url, instance, server.url)
     assert result.success
     meta = result.asset_materializations_for_node("public_bidding_flowers")[0].metadata
-    assert meta["rows_written"].value == 0 and meta["api_calls"].value == 4
+    assert meta["dagster/row_count"].value == 0 and meta["api_calls"].value == 4
     assert all(tables(warehouse_url)[k].equals(before[k]) for k in before)
 
 
