@@ -348,14 +348,21 @@ def canonical_name(name: pl.Expr) -> pl.Expr:
     return name.str.normalize("NFC").str.replace_all(_INVISIBLE, "").str.strip_chars()
 
 
-def lookalike_names(master: pl.DataFrame, scope: str, referenced: pl.Series) -> Outcome:
-    """Names of the date's items (varieties) that look identical to another row's name.
+def lookalike_twins(master: pl.DataFrame, scope: str) -> pl.DataFrame:
+    """Rows of a master whose name looks identical to another row's within its scope.
 
-    `master` is flower_types (scope flower_gubn) or flowers (scope flower_type_id); `referenced`
-    holds the ids the date's auction records reference. Twins split one thing's price history.
+    `master` is flower_types (scope flower_gubn) or flowers (scope flower_type_id).
     """
     keyed = master.with_columns(canonical_name(pl.col("name")).alias("looks_like"))
-    twins = keyed.filter(pl.struct(scope, "looks_like").is_duplicated())
+    return keyed.filter(pl.struct(scope, "looks_like").is_duplicated())
+
+
+def lookalike_names(twins: pl.DataFrame, scope: str, referenced: pl.Series) -> Outcome:
+    """Names of the date's items (varieties) that look identical to another row's name.
+
+    `twins` comes from `lookalike_twins`; `referenced` holds the ids the date's auction records
+    reference. Twins split one thing's price history.
+    """
     traded = twins.filter(pl.col("id").is_in(referenced.implode())).select(scope, "looks_like")
     today = twins.join(traded.unique(), on=[scope, "looks_like"], how="semi")
     passed = today.height == 0

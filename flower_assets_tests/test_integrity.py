@@ -169,14 +169,16 @@ def test_lookalike_names_find_unicode_and_invisible_twins_of_the_dates_items():
         [DAY] * 5,
         [DAY] * 5,
     )
-    outcome = integrity.lookalike_names(items, "flower_gubn", pl.Series([1, 3]))
+    twins = integrity.lookalike_twins(items, "flower_gubn")
+    outcome = integrity.lookalike_names(twins, "flower_gubn", pl.Series([1, 3]))
     assert not outcome.passed and outcome.metadata["lookalike_rows"] == 4
     assert set(outcome.sample["id"]) == {1, 2, 3, 4}
     # Twins that did not trade on the date are that date's concern, not this one's.
-    assert integrity.lookalike_names(items, "flower_gubn", pl.Series([5])).passed
+    assert integrity.lookalike_names(twins, "flower_gubn", pl.Series([5])).passed
     # Names that only differ by a real character are two things.
+    distinct = master(["장미", "장미꽃"], [DAY] * 2, [DAY] * 2)
     assert integrity.lookalike_names(
-        master(["장미", "장미꽃"], [DAY] * 2, [DAY] * 2), "flower_gubn", pl.Series([1, 2])
+        integrity.lookalike_twins(distinct, "flower_gubn"), "flower_gubn", pl.Series([1, 2])
     ).passed
 
 
