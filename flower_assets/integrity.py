@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from flower_assets.categories import KOREAN_NAMES
-from flower_assets.normalize import item_fields, rows_per_category
+from flower_assets.normalize import canonical_name, item_fields, rows_per_category
 from flower_assets.parsing import ITEM_FIELDS, KEY_FIELDS
 
 SAMPLE_ROWS = 10
@@ -127,12 +127,13 @@ def rejected_share(raw_rows: int, rejected: pl.DataFrame, threshold: float) -> O
 
 
 def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
-    """The five key fields; names trimmed, as quarantine and the masters compare them."""
+    """The five key fields; names in their canonical form, as quarantine and the masters compare
+    them."""
     fields = [pl.col("item").struct.field(f) for f in KEY_FIELDS]
     return item_fields(raw).select(
         "flower_gubn",
         *(
-            f.str.strip_chars() if name in NAME_KEYS else f
+            canonical_name(f) if name in NAME_KEYS else f
             for name, f in zip(KEY_FIELDS, fields, strict=True)
         ),
     )
@@ -337,15 +338,6 @@ def answer_pages_consistent(pages: dict[str, int], repeated: dict[str, int]) -> 
         )
     )
     return Outcome(passed, summary, {"pages_per_category": pages, "rows_repeated": repeated})
-
-
-# Characters that make two names look identical: zero-width spaces and joiners, BOM.
-_INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff]"
-
-
-def canonical_name(name: pl.Expr) -> pl.Expr:
-    """A name as a person reads it: Unicode NFC, no invisible characters, no outer spaces."""
-    return name.str.normalize("NFC").str.replace_all(_INVISIBLE, "").str.strip_chars()
 
 
 def lookalike_twins(master: pl.DataFrame, scope: str) -> pl.DataFrame:

@@ -25,6 +25,43 @@ AMOUNT_FIELDS: dict[str, str] = {
 }
 # An integer as the API writes it, optionally with thousands separators ("1,800").
 _INTEGER = r"^\s*-?(\d+|\d{1,3}(,\d{3})+)\s*$"
+# The longest name the masters and records accept, in characters of the stored (canonical)
+# name; longer rows are quarantined as `name_too_long`, on SQLite and PostgreSQL alike.
+# PostgreSQL indexes (flower_gubn, name), (flower_type_id, name) and (auction_date, flower_id,
+# grade) in btrees whose entries may not exceed 2704 bytes (1/3 of a page), and an NFC
+# character takes at most 4 bytes in UTF-8 (3 for Hangul): 200 characters are at most 800
+# bytes, far under the limit. Real item and variety names are under 40 characters.
+MAX_NAME_CHARS = 200
+# Grades are short codes (특1, 상2, 보통): 50 characters (at most 200 bytes) leave ample room.
+MAX_GRADE_CHARS = 50
+NAME_LIMITS: dict[str, int] = {
+    "flower_type": MAX_NAME_CHARS,
+    "flower_name": MAX_NAME_CHARS,
+    "grade": MAX_GRADE_CHARS,
+}
+# Characters that are invisible and make two names look identical: zero-width space and
+# non-joiner, word joiner, BOM (zero-width no-break space).
+_INVISIBLE = "[\u200b\u200c\u2060\ufeff]"
+# A zero-width joiner is removed too, except right after an emoji (possibly with a variation
+# selector or skin tone), where it joins a ZWJ sequence such as 👩‍🌾 into one emoji.
+_STRAY_JOINER = r"(^|[^\p{Extended_Pictographic}\x{FE0F}\x{1F3FB}-\x{1F3FF}])\x{200D}+"
+
+
+def canonical_name(name: pl.Expr) -> pl.Expr:
+    """A name as a person reads it, and as masters, records and duplicate keys use it.
+
+    Unicode NFC (a Hangul syllable decomposed into jamo (NFD) is composed again), no invisible
+    characters (zero-width space, non-joiner, joiner outside an emoji sequence, word joiner,
+    BOM), no surrounding white space. Full-width letters are kept (NFC, not NFKC). The raw
+    layer keeps names exactly as received.
+    """
+    # Invisible characters go first: jamo they kept apart then compose, so the result is NFC.
+    return (
+        name.str.replace_all(_INVISIBLE, "")
+        .str.replace_all(_STRAY_JOINER, "$1")
+        .str.normalize("NFC")
+        .str.strip_chars()
+    )
 
 
 def _text(value: object) -> str | None:
@@ -96,15 +133,22 @@ def _field(name: str) -> pl.Expr:
     return pl.col("item").struct.field(name)
 
 
+def _stored(column: str) -> pl.Expr:
+    """A name column in its canonical form, computed once per split (see `split_loadable`)."""
+    return pl.col(f"_stored_{column}")
+
+
 def _blank(column: str) -> pl.Expr:
-    return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+    # A name of only spaces or invisible characters is empty once stored.
+    return pl.col(column).is_null() | (_stored(column) == "")
 
 
 @cache  # expressions are immutable: build them once
 def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
     """(reason, condition that rejects a row, sentence) in order of precedence."""
-    # Names are compared as the masters store them, trimmed: '레드' and '레드 ' are one variety.
-    key = ["auction_date", "flower_gubn", *(_clean(column) for column in NAME_FIELDS)]
+    # Names are compared as the masters store them (`canonical_name`): '레드', '레드 ' and
+    # '레드\u200b' are one variety, '장미' in NFC and in NFD one item.
+    key = ["auction_date", "flower_gubn", *(_stored(column) for column in NAME_FIELDS)]
     rules: list[tuple[str, pl.Expr, pl.Expr]] = []
     for field in (NAME_FIELDS | AMOUNT_FIELDS).values():
         rules.append(
@@ -148,6 +192,20 @@ def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
     )
     for column, field in NAME_FIELDS.items():
         rules.append(("empty_name", _blank(column), pl.lit(f"{field} ({column}) is empty")))
+    for column, field in NAME_FIELDS.items():
+        limit = NAME_LIMITS[column]
+        length = _stored(column).str.len_chars()
+        rules.append(
+            (
+                "name_too_long",
+                length > limit,
+                pl.format(
+                    f"{field} ({column}) is {{}} characters long, over the limit of {limit}"
+                    " (kept verbatim in raw_item)",
+                    length,
+                ),
+            )
+        )
     for column, field in AMOUNT_FIELDS.items():
         rules.append(
             (
@@ -209,6 +267,9 @@ def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     rules = _rules()
     hits = [f"_rule_{number}" for number in range(len(rules))]
     judged = item_fields(raw).with_columns(
+        _clean(column).alias(f"_stored_{column}") for column in NAME_FIELDS
+    )
+    judged = judged.with_columns(
         rejects.fill_null(False).alias(hit)
         for hit, (_, rejects, _) in zip(hits, rules, strict=True)
     )
@@ -231,8 +292,8 @@ def split_loadable(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _clean(column: str) -> pl.Expr:
-    # Names are kept verbatim in the raw layer; the masters use them without stray spaces.
-    return pl.col(column).str.strip_chars()
+    # Names are kept verbatim in the raw layer; masters and records use their canonical form.
+    return canonical_name(pl.col(column))
 
 
 def items_seen(loadable: pl.DataFrame) -> pl.DataFrame:
@@ -288,11 +349,7 @@ def auction_records(
         validate="m:1",
     )
     _require_all_matched(joined, "flower_id", "variety", "flowers")
-    return (
-        joined.select(BIDDING.columns)
-        .with_columns(pl.col("grade").str.strip_chars())
-        .cast(BIDDING.polars_schema)
-    )
+    return joined.select(BIDDING.columns).with_columns(_clean("grade")).cast(BIDDING.polars_schema)
 
 
 def _require_all_matched(joined: pl.DataFrame, id_column: str, what: str, table: str) -> None:
@@ -313,7 +370,10 @@ def rows_per_category(frame: pl.DataFrame) -> dict[str, int]:
 __all__ = [
     "FLOWERS",
     "FLOWER_TYPES",
+    "MAX_GRADE_CHARS",
+    "MAX_NAME_CHARS",
     "auction_records",
+    "canonical_name",
     "items_seen",
     "raw_rows",
     "rows_per_category",

@@ -8,6 +8,7 @@ nothing in it is ever executed, and for the auction date raw = loaded + rejected
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import polars as pl
 
@@ -273,3 +274,142 @@ def test_schema_drift_and_an_unknown_category_block_downstream_and_lose_nothing(
         "누락": "missing_field",
         "에케베리아": "unknown_category",
     }
+
+
+# The documented length limits (README, "What gets stored"), in characters of the stored name.
+NAME_LIMIT, GRADE_LIMIT = 200, 50
+
+
+def syllables(n: int, start: int = 0) -> str:
+    """n Hangul syllables (3 bytes each in UTF-8) that do not repeat, so PostgreSQL cannot
+    compress them under its index row limit as it does '가' × 2000."""
+    return "".join(chr(0xAC00 + (start + i * 7919) % 11172) for i in range(n))
+
+
+LONG_VARIETY, LONG_ITEM = syllables(2000), syllables(1500, start=1)
+
+
+def test_names_too_long_for_an_index_are_quarantined_and_the_rest_of_the_date_loads(
+    warehouse_url, instance
+):
+    """A 6 KB variety name once failed `flowers` on PostgreSQL (index row size 6024 exceeds
+    btree version 4 maximum 2704) and with it every record of the date; SQLite loaded it."""
+    too_long = {
+        LONG_VARIETY: item(day=DAY, pum="장미", good=LONG_VARIETY),  # 2,000 syllables, 6 KB
+        "긴품목": item(day=DAY, pum=LONG_ITEM, good="긴품목"),
+        "긴등급": item(day=DAY, pum="장미", good="긴등급", grade="특" * (GRADE_LIMIT + 1)),
+    }
+    # Exactly at the limits (the invisible and outer characters are not counted): loaded.
+    longest, longest_item = syllables(NAME_LIMIT, start=2), syllables(NAME_LIMIT, start=3)
+    at_limit = [
+        item(day=DAY, pum=longest_item + "\u200b", good=f" {longest} "),
+        item(day=DAY, pum="장미", good="최장등급", grade="상" * GRADE_LIMIT),
+    ]
+    answer = [*filler(400), *too_long.values(), *at_limit]
+    market = Market()
+    market.set(DAY, CUT, answer)
+    with FakeAtServer(market.rows_for) as server:
+        result = run(warehouse_url, instance, server.url)
+    assert result.success, failure(result)[1]
+
+    with Warehouse.open(warehouse_url) as wh:
+        raw = wh.read_partition(RAW, LAST)
+        rejected = wh.read_partition(REJECTED, LAST)
+        items, varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
+    assert sorted(raw["raw_item"]) == sorted(map(sent, answer))  # raw keeps every row verbatim
+    assert LONG_VARIETY in raw["flower_name"].to_list() and LONG_ITEM in raw["flower_type"]
+    by_field = {json.loads(r["raw_item"])["goodName"]: r for r in rejected.iter_rows(named=True)}
+    assert {r["reason"] for r in by_field.values()} == {"name_too_long"}
+    assert sorted(r["raw_item"] for r in by_field.values()) == sorted(map(sent, too_long.values()))
+    said = {
+        LONG_VARIETY: ("goodName", "2000", str(NAME_LIMIT)),
+        "긴품목": ("pumName", "1500", str(NAME_LIMIT)),
+        "긴등급": ("lvNm", str(GRADE_LIMIT + 1), str(GRADE_LIMIT)),
+    }
+    for key, words in said.items():
+        for word in words:
+            assert word in by_field[key]["reason_text"], by_field[key]["reason_text"]
+    # The rest of the date is loaded, the names at the limit included.
+    version = partition_version(warehouse_url)
+    assert len(version["records"]) == 402
+    assert longest in set(varieties["name"]) and longest_item in set(items["name"])
+    assert "상" * GRADE_LIMIT in {row[3] for row in version["records"]}
+    assert max(items["name"].str.len_chars().max(), varieties["name"].str.len_chars().max()) <= (
+        NAME_LIMIT
+    )
+    assert check_results(result)[("bidding_flowers", "reconciles_with_raw")] is True
+    assert_reconciles(warehouse_url)
+    assert_masters_sound(warehouse_url)
+
+
+NFC_ROSE, NFD_ROSE = "장미", unicodedata.normalize("NFD", "장미")
+NFC_MUM, NFD_MUM = "국화", unicodedata.normalize("NFD", "국화")
+UNICODE_TWINS = [
+    # One item written in NFC and in NFD: one item, two varieties.
+    item(day=DAY, pum=NFC_ROSE, good="레드"),
+    item(day=DAY, pum=NFD_ROSE, good="화이트"),
+    # The same item, variety and grade in NFC and NFD: one key claimed twice.
+    item(day=DAY, pum=NFC_MUM, good="백마"),
+    item(day=DAY, pum=NFD_MUM, good="백마", avg_amt="9000"),
+    # A grade with a zero-width space is the same grade.
+    item(day=DAY, pum="카네이션", good="구름", grade="특1"),
+    item(day=DAY, pum="카네이션", good="바람", grade="특1\u200b"),
+    item(day=DAY, pum="카네이션", good="노을", grade="특1"),
+    item(day=DAY, pum="카네이션", good="노을", grade="\u200b특1", avg_amt="9000"),
+    # A variety with a trailing zero-width space, an item with a BOM.
+    item(day=DAY, pum="리시안셔스", good="레드\u200b", grade="상1"),
+    item(day=DAY, pum="리시안셔스", good="레드", grade="특1"),
+    item(day=DAY, pum="\ufeff튤립", good="핑크\u2060"),
+]
+
+
+def test_unicode_twins_are_one_item_variety_and_grade_and_raw_keeps_their_bytes(
+    warehouse_url, instance
+):
+    answer = [*filler(600), *UNICODE_TWINS]
+    market = Market()
+    market.set(DAY, CUT, answer)
+    with FakeAtServer(market.rows_for) as server:
+        result = run(warehouse_url, instance, server.url)
+    assert result.success, failure(result)[1]
+
+    with Warehouse.open(warehouse_url) as wh:
+        raw = wh.read_partition(RAW, LAST)
+        items, varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
+    # Raw: the bytes as received, NFD, zero-width spaces and BOM included.
+    assert sorted(raw["raw_item"]) == sorted(map(sent, answer))
+    names = raw.select("flower_type", "flower_name", "grade").rows()
+    sent_names = [(r["pumName"], r["goodName"], r["lvNm"]) for r in answer]
+    assert sorted(names) == sorted(sent_names)
+    assert (NFD_ROSE, "화이트", "특1") in names and ("카네이션", "바람", "특1\u200b") in names
+    # Masters: one row per name as a person reads it, stored in NFC without invisibles.
+    assert sorted(items["name"]) == sorted(["안개꽃", "장미", "카네이션", "리시안셔스", "튤립"])
+    assert all(unicodedata.is_normalized("NFC", n) for n in [*items["name"], *varieties["name"]])
+    rose = items.filter(pl.col("name") == NFC_ROSE)["id"].item()
+    assert sorted(varieties.filter(pl.col("flower_type_id") == rose)["name"]) == ["레드", "화이트"]
+    lisianthus = items.filter(pl.col("name") == "리시안셔스")["id"].item()
+    assert varieties.filter(pl.col("flower_type_id") == lisianthus)["name"].to_list() == ["레드"]
+    assert "핑크" in set(varieties["name"])
+    # Records: grades normalized; the NFC/NFD and 특1/특1+ZWSP claims on one key kept aside.
+    version = partition_version(warehouse_url)
+    records = {row[1:4]: row for row in version["records"]}
+    assert len(records) == len(version["records"]) == 600 + 7
+    assert {grade for _, _, grade in records} == {"특1", "상1"}
+    assert ("카네이션", "바람", "특1") in records and ("튤립", "핑크", "특1") in records
+    assert ("리시안셔스", "레드", "상1") in records and ("리시안셔스", "레드", "특1") in records
+    kept_aside = sorted(
+        (json.loads(raw_item)["goodName"], reason) for raw_item, reason in version["rejected"]
+    )
+    assert kept_aside == [("노을", "duplicate_key")] * 2 + [("백마", "duplicate_key")] * 2
+    assert "국화" not in set(items["name"])  # its only key was in conflict: nothing guessed
+    # The integrity check compares keys the same way as quarantine, and no twins remain.
+    (duplicates,) = (
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_duplicate_keys"
+    )
+    assert duplicates.passed is False and duplicates.metadata["duplicate_rows"].value == 4
+    checks = check_results(result)
+    assert checks[("flower_types", "no_lookalike_names")] is True
+    assert checks[("flowers", "no_lookalike_names")] is True
+    assert checks[("bidding_flowers", "reconciles_with_raw")] is True
+    assert_reconciles(warehouse_url)
+    assert_masters_sound(warehouse_url)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
 
+from flower_assets import normalize
 from flower_assets.categories import Category
 from flower_assets.normalize import (
     auction_records,
@@ -163,3 +165,92 @@ def test_records_refuse_rows_whose_variety_is_not_in_the_master_yet():
     )
     with pytest.raises(LookupError, match="materialize flowers for this auction date first"):
         auction_records(loadable, items, empty_varieties)
+
+
+# The documented limits, in characters of the name as the masters store it.
+NAME_LIMIT, GRADE_LIMIT = 200, 50
+
+
+def test_the_length_limits_are_the_documented_ones():
+    assert (normalize.MAX_NAME_CHARS, normalize.MAX_GRADE_CHARS) == (NAME_LIMIT, GRADE_LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("row", "phrase"),
+    [
+        (item(good="가" * 2000), "goodName (flower_name) is 2000 characters long"),
+        (
+            item(pum="나" * (NAME_LIMIT + 1)),
+            f"pumName (flower_type) is {NAME_LIMIT + 1} characters",
+        ),
+        (item(grade="특" * (GRADE_LIMIT + 1)), f"lvNm (grade) is {GRADE_LIMIT + 1} characters"),
+    ],
+)
+def test_a_name_longer_than_its_limit_is_quarantined_with_the_field_length_and_limit(row, phrase):
+    loadable, rejected = split_loadable(raw(item(good="정상"), row))
+    assert loadable["flower_name"].to_list() == ["정상"]
+    assert rejected["reason"].to_list() == ["name_too_long"]
+    field = "lvNm" if "lvNm" in phrase else "name"
+    limit = GRADE_LIMIT if field == "lvNm" else NAME_LIMIT
+    assert (
+        phrase in rejected["reason_text"][0] and f"limit of {limit}" in rejected["reason_text"][0]
+    )
+    assert json.loads(rejected["raw_item"][0]) == row  # verbatim
+
+
+def test_names_at_the_limit_load_counting_what_the_masters_store():
+    rows = raw(
+        item(
+            pum=" " + "나" * NAME_LIMIT + "\u200b", good="가" * NAME_LIMIT, grade="특" * GRADE_LIMIT
+        )
+    )
+    loadable, rejected = split_loadable(rows)
+    assert rejected.height == 0 and loadable.height == 1
+
+
+@pytest.mark.parametrize(
+    ("received", "stored"),
+    [
+        (unicodedata.normalize("NFD", "장미"), "장미"),
+        ("특1\u200b", "특1"),
+        ("\ufeff레드 ", "레드"),
+        ("\u200c백\u2060마\u200d", "백마"),
+        (" 공백국화  ", "공백국화"),
+        ("👩\u200d🌾 농부네", "👩\u200d🌾 농부네"),  # a ZWJ emoji sequence stays one emoji
+        ("ＡＢＣ전각", "ＡＢＣ전각"),  # NFC, not NFKC: full-width letters are kept
+        # Jamo kept apart by a zero-width space compose once it is gone: the result is NFC.
+        ("\u110c\u200b\u1161\u11bc\u1106\u1175", "장미"),
+    ],
+)
+def test_canonical_name_is_nfc_without_invisible_characters_or_outer_spaces(received, stored):
+    frame = pl.DataFrame({"name": [received]})
+    assert frame.select(normalize.canonical_name(pl.col("name")))["name"].item() == stored
+    # Stored names are canonical already: normalizing again changes nothing.
+    again = pl.DataFrame({"name": [stored]}).select(normalize.canonical_name(pl.col("name")))
+    assert again["name"].item() == stored
+
+
+def test_unicode_twins_are_one_item_variety_and_grade_in_masters_records_and_keys():
+    nfd_rose = unicodedata.normalize("NFD", "장미")
+    frame = raw(
+        item(pum="장미", good="레드", grade="특1"),
+        item(pum=nfd_rose, good="화이트", grade="특1"),
+        item(pum="장미", good="레드\u200b", grade="상1\u200b"),
+        item(pum="국화", good="백마", grade="특1"),
+        item(pum=unicodedata.normalize("NFD", "국화"), good="백마", grade="특1"),
+        item(pum="카네이션", good="노을", grade="특1"),
+        item(pum="카네이션", good="노을", grade="특1\u200b", avg_amt="9000"),
+        item(pum="안개꽃", good="\u200b", grade="특1"),  # nothing visible: an empty name
+    )
+    loadable, rejected = split_loadable(frame)
+    assert sorted(json.loads(r)["goodName"] for r in rejected["raw_item"]) == sorted(
+        ["백마", "백마", "노을", "노을", "\u200b"]
+    )
+    assert sorted(rejected["reason"]) == ["duplicate_key"] * 4 + ["empty_name"]
+    assert sorted(loadable["flower_type"]) == sorted(["장미", nfd_rose, "장미"])  # verbatim
+    items, varieties = _masters(loadable)
+    assert items["name"].to_list() == ["장미"]
+    assert sorted(varieties["name"]) == ["레드", "화이트"]
+    records = auction_records(loadable, items, varieties)
+    assert sorted(records["grade"]) == ["상1", "특1", "특1"]
+    assert records.select("flower_id", "grade").n_unique() == 3
