@@ -69,8 +69,9 @@ RAW_CHECKS = (
     ),
     Check(
         "no_duplicate_keys",
-        "No two rows share (date, category, item, variety, grade), names compared in their normalized form (NFC, no invisible characters, trimmed); the "
-        "server aggregates on this key, so a duplicate is a source fault (kept in quarantine).",
+        "No two rows share (date, category, item, variety, grade), names compared in their "
+        "normalized form (NFC, no invisible characters, trimmed); the server aggregates on this "
+        "key, so a duplicate is a source fault (kept in quarantine).",
     ),
     Check("dates_match_partition", "Every item's saleDate is the auction date asked for."),
     Check(
