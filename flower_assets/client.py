@@ -18,6 +18,7 @@ from flower_assets.errors import (
     ApiHttpError,
     ApiRejectedRequest,
     ApiUnavailable,
+    IncompleteAnswer,
     MalformedResponse,
     QuotaExceeded,
 )
@@ -73,11 +74,21 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 
 
+def verifying_page_size(rows_walked: int) -> int:
+    """countPerPage for re-asking a walked day in one page: what the walk saw, plus room.
+
+    The room lets rows added by a late correction still fit, and makes the answer a last page
+    (fewer rows than asked), the only proof the API gives that nothing follows.
+    """
+    return rows_walked + max(100, rows_walked // 10)
+
+
 def merge_pages(pages: list[list[ApiItem]]) -> tuple[list[ApiItem], int]:
     """The items of consecutive pages, without rows an earlier page already returned.
 
     Only rows repeated from an earlier page are paging artefacts; a key repeated inside one
-    page is the server's own answer and is kept for quarantine to judge.
+    page is the server's own answer and is kept for quarantine to judge. Fresh answers are
+    always one page now; this reads raw-cache entries stored page by page by earlier versions.
     """
     if len(pages) == 1:  # the usual answer: nothing to compare
         return list(pages[0]), 0
@@ -108,15 +119,25 @@ class CategoryDay:
     fetched_at: datetime
     # Each page's body exactly as received, for the raw response cache.
     bodies: list[bytes]
+    # countPerPage the stored bodies were asked with (the verifying page's size after a walk).
+    page_size: int = 0
+    # Calls spent walking pages before the verifying page (0 for a one-page answer).
+    pages_walked: int = 0
 
 
 @dataclass
 class AtFlowerClient:
     """Fetches one auction date and category, one large page at a time.
 
-    The server pages by row number over an order with ties, so pages can overlap: we ask for
-    one page large enough for the day, keep paging only while a page comes back full, and drop
-    any row whose five-field key an earlier page already returned.
+    The server pages by row number over an order with ties in totQty, and the ties come back
+    in a new order on every call: a walk over several pages repeats some rows and skips as
+    many others. So a walk is never the answer. It only measures the day; the day is then
+    asked again in one page with room to spare, and that page is accepted only if it is a
+    last page (fewer rows than asked) holding every row the walk saw. Anything else fails the
+    date with IncompleteAnswer. A day that fits the first page costs exactly one call.
+
+    `reserve_call(auction_date, category)` runs before every HTTP attempt, retries and extra
+    pages included; it raises (QuotaExceeded) to refuse the call, which is then not made.
     """
 
     base_url: str
@@ -128,6 +149,7 @@ class AtFlowerClient:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     max_pages: int = 200
+    reserve_call: Callable[[date, Category], None] | None = None
     # Every HTTP call this client has made, retries included: what the quota counts.
     calls_made: int = field(default=0, init=False)
     _http: httpx.Client | None = field(default=None, init=False, repr=False)
@@ -142,54 +164,89 @@ class AtFlowerClient:
             self._http = None
 
     def fetch_day(self, auction_date: date, category: Category) -> CategoryDay:
-        bodies: list[bytes] = []
-        pages: list[list[ApiItem]] = []
-        calls = 0
         fetched_at = datetime.now(UTC)
-        for page_number in range(1, self.max_pages + 1):
-            body, page, attempts = self._fetch_page(auction_date, category, page_number)
+        body, page, calls = self._fetch_page(auction_date, category, 1, self.page_size)
+        if len(page) < self.page_size:  # the usual answer: one last page, one call
+            return CategoryDay(
+                auction_date, category, page, calls, 1, 0, fetched_at, [body], self.page_size
+            )
+        walked = [page]
+        for page_number in range(2, self.max_pages + 1):
+            _, page, attempts = self._fetch_page(
+                auction_date, category, page_number, self.page_size
+            )
             calls += attempts
-            bodies.append(body)
-            pages.append(page)
+            walked.append(page)
             if len(page) < self.page_size:
-                items, duplicates = merge_pages(pages)
-                return CategoryDay(
-                    auction_date,
-                    category,
-                    items,
-                    calls,
-                    page_number,
-                    duplicates,
-                    fetched_at,
-                    bodies,
-                )
-        raise ApiUnavailable(
-            auction_date,
-            category.label,
-            f"still full pages after {self.max_pages} pages of {self.page_size} rows; giving up",
+                break
+        else:
+            raise ApiUnavailable(
+                auction_date,
+                category.label,
+                f"still full pages after {self.max_pages} pages of {self.page_size} rows; "
+                "giving up",
+            )
+        rows_walked = sum(len(p) for p in walked)
+        seen = {item.key() for p in walked for item in p}
+        size = verifying_page_size(rows_walked)
+        body, page, attempts = self._fetch_page(auction_date, category, 1, size)
+        calls += attempts
+        keys = {item.key() for item in page}
+        problem = ""
+        if len(page) >= size:
+            problem = "a full page, so more rows may follow"
+        elif len(page) < rows_walked:
+            problem = (
+                f"fewer than the {rows_walked:,} rows the walk returned (the server caps "
+                "countPerPage, or the day changed while it was fetched)"
+            )
+        elif not seen <= keys:
+            problem = (
+                f"without {len(seen - keys):,} of the rows the walk saw (the day changed while "
+                "it was fetched)"
+            )
+        if problem:
+            raise IncompleteAnswer(
+                auction_date,
+                category.label,
+                f"the answer took {len(walked)} pages of {self.page_size} rows "
+                f"(FLOWER_API_PAGE_SIZE), and the server orders rows with ties in totQty "
+                f"differently on every call, so such a walk repeats and skips rows "
+                f"({rows_walked - len(seen):,} repeated here); asked again in one page of "
+                f"{size:,} rows, the server returned {len(page):,}: {problem}. The answer "
+                "cannot be proven complete, so nothing is written for this date; raise "
+                "FLOWER_API_PAGE_SIZE above the day's rows and run the date again",
+            )
+        return CategoryDay(
+            auction_date, category, page, calls, 1, 0, fetched_at, [body], size, len(walked)
         )
 
-    def _params(self, auction_date: date, category: Category, page_number: int) -> dict[str, str]:
+    def _params(
+        self, auction_date: date, category: Category, page_number: int, page_size: int
+    ) -> dict[str, str]:
         return {
             "kind": "f001",
             "serviceKey": self.service_key,
             "baseDate": auction_date.isoformat(),
             "flowerGubn": category.code,
             "dataType": "json",
-            "countPerPage": str(self.page_size),
+            "countPerPage": str(page_size),
             "currentPage": str(page_number),
         }
 
     def _fetch_page(
-        self, auction_date: date, category: Category, page_number: int
+        self, auction_date: date, category: Category, page_number: int, page_size: int
     ) -> tuple[bytes, list[ApiItem], int]:
         """One page, retried on transient faults: its body, its items and the calls it took."""
         if self._http is None:
             raise RuntimeError("use AtFlowerClient as a context manager")
-        params = self._params(auction_date, category, page_number)
+        params = self._params(auction_date, category, page_number, page_size)
         last_cause = ""
         for attempt in range(1, self.retry.max_attempts + 1):
             asked_wait = 0.0
+            if self.reserve_call is not None:
+                # Counted before it is made: a refusal (QuotaExceeded) means no request at all.
+                self.reserve_call(auction_date, category)
             try:
                 self.calls_made += 1
                 response = self._http.get(self.base_url, params=params)

@@ -36,19 +36,52 @@ class ApiRejectedRequest(FlowerApiError):
 
 
 class QuotaExceeded(FlowerApiError):
-    """resultCd 4: the key's daily call quota is used up; it resets at midnight KST."""
+    """The key's daily call quota is used up; it resets at midnight KST.
+
+    Raised on the server's resultCd 4, or by `counted` before a call is made when the
+    warehouse's count for the key and KST day has reached FLOWER_API_DAILY_QUOTA.
+    """
 
     def __init__(
-        self, auction_date: date, category_label: str, message: str, now: datetime
+        self,
+        auction_date: date,
+        category_label: str,
+        message: str,
+        now: datetime,
+        *,
+        cause: str | None = None,
     ) -> None:
         self.server_message = message
         self.resets_at = next_quota_reset(now)
+        cause = cause or (
+            f"resultCd 4: today's call quota for this service key is used up (server: {message!r})"
+        )
         super().__init__(
+            auction_date, category_label, f"{cause}; it resets at {self.resets_at.isoformat()}"
+        )
+
+    @classmethod
+    def counted(
+        cls, auction_date: date, category_label: str, daily_quota: int, now: datetime
+    ) -> QuotaExceeded:
+        """Our own guard refused the call: no request was sent, the server said nothing."""
+        return cls(
             auction_date,
             category_label,
-            f"resultCd 4: today's call quota for this service key is used up (server: {message!r});"
-            f" it resets at {self.resets_at.isoformat()}",
+            "",
+            now,
+            cause=(
+                f"the warehouse counted all {daily_quota} calls of today's quota "
+                "for this service key (FLOWER_API_DAILY_QUOTA, counted per KST day across all "
+                "runs), so the call was not made"
+            ),
         )
+
+
+class IncompleteAnswer(FlowerApiError):
+    """A multi-page answer that could not be proven complete; nothing of it is written."""
+
+    retryable = True
 
 
 class ApiHttpError(FlowerApiError):

@@ -2,8 +2,10 @@
 
 A date outside the correction window that was fetched before costs no API call: its cached
 answer is replayed through the same parsing code. A date inside the window (late settlement
-corrections happen) or a requested refetch goes to the API. Every call is counted per key
-and KST day in the warehouse, and a fetch that the quota cannot cover fails before calling.
+corrections happen) or a requested refetch goes to the API. Every call, retries and extra
+pages included, first reserves its unit of the key's daily quota in the warehouse (one atomic
+conditional upsert, safe across concurrent runs and processes); a refused reservation raises
+QuotaExceeded and the call is not made, so the counted calls never exceed the quota.
 """
 
 from __future__ import annotations
@@ -87,32 +89,23 @@ class AuctionSource:
         self.fingerprint = key_fingerprint(self.client.service_key)
         self.today = self.today or kst_today()
         self.cache_hits = 0
+        self.client.reserve_call = self.reserve_call
 
     def in_correction_window(self, day: date) -> bool:
         return is_refetched(day, self.today, self.correction_days)
 
-    def calls_left_today(self) -> int:
-        return self.daily_quota - self.warehouse.api_calls_on(self.fingerprint, kst_today())
+    def reserve_call(self, day: date, category: Category) -> None:
+        """Count one call against today's quota before it is made, or refuse it."""
+        if not self.warehouse.reserve_api_call(self.fingerprint, kst_today(), self.daily_quota):
+            raise QuotaExceeded.counted(day, category.label, self.daily_quota, datetime.now(UTC))
 
     def fetch_day(self, day: date, category: Category) -> CategoryDay:
         if not self.refetch and not self.in_correction_window(day):
             cached = self._from_cache(day, category)
             if cached is not None:
                 return cached
-        if self.calls_left_today() <= 0:
-            raise QuotaExceeded(
-                day,
-                category.label,
-                f"the warehouse counted {self.daily_quota} calls today for this key (FLOWER_API_DAILY_QUOTA)",
-                datetime.now(UTC),
-            )
-        calls_before = self.client.calls_made
-        try:
-            answer = self.client.fetch_day(day, category)
-        finally:
-            self.warehouse.add_api_calls(
-                self.fingerprint, kst_today(), self.client.calls_made - calls_before
-            )
+        # Each call the client makes reserves its unit first (reserve_call): nothing to add here.
+        answer = self.client.fetch_day(day, category)
         self.warehouse.replace_cached_answer(day, category.korean_name, self._pages(answer))
         return answer
 
@@ -123,7 +116,7 @@ class AuctionSource:
                 "auction_date": [answer.auction_date] * len(bodies),
                 "flower_gubn": [answer.category.korean_name] * len(bodies),
                 "page": list(range(1, len(bodies) + 1)),
-                "page_size": [self.client.page_size] * len(bodies),
+                "page_size": [answer.page_size or self.client.page_size] * len(bodies),
                 "body": bodies,
                 "content_hash": [hashlib.sha256(body).hexdigest() for body in answer.bodies],
                 "fetched_at": [answer.fetched_at] * len(bodies),
@@ -133,6 +126,10 @@ class AuctionSource:
 
     def _from_cache(self, day: date, category: Category) -> CategoryDay | None:
         answer = cached_answer(self.warehouse, day, category)
+        if answer is not None and answer.pages > 1:
+            # Stored page by page by an earlier version that trusted multi-page walks: it may
+            # lack rows (unstable paging), so the date is asked again, once, and verified.
+            return None
         if answer is not None:
             self.cache_hits += 1
         return answer

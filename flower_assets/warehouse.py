@@ -242,12 +242,19 @@ class Warehouse(ABC):
         frame = self.read_range(API_RESPONSES, first, last, ["auction_date", "flower_gubn"])
         return set(frame.unique().rows())
 
-    def add_api_calls(self, key_fingerprint: str, kst_date: date, calls: int) -> None:
+    def reserve_api_call(self, key_fingerprint: str, kst_date: date, daily_quota: int) -> bool:
+        """Count one call for the key and KST day if the count is below the quota.
+
+        Atomic on both databases (a conditional upsert in its own transaction), so concurrent
+        runs and processes together never count more than `daily_quota`. False: refused,
+        nothing counted.
+        """
         with self.transaction() as cursor:
             cursor.execute(
-                _sql(self.dialect, "add_api_calls"),
-                (key_fingerprint, self._date_param(kst_date), calls),
+                _sql(self.dialect, "reserve_api_call"),
+                (key_fingerprint, self._date_param(kst_date), daily_quota, daily_quota),
             )
+            return cursor.rowcount == 1
 
     def api_calls_on(self, key_fingerprint: str, kst_date: date) -> int:
         p = self._placeholder
@@ -268,6 +275,10 @@ class Warehouse(ABC):
         order = "id" if "id" in table.columns else ", ".join(table.columns)
         sql = f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {order}"
         return self._frame(table.polars_schema, self._fetch(sql))
+
+    def row_count(self, table: Table) -> int:
+        """The table's number of rows, counted by the database (no row is read)."""
+        return int(self._fetch(f"SELECT count(*) FROM {table.name}")[0][0])
 
     _placeholder = "?"
 

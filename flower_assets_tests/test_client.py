@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import traceback
 from datetime import UTC, date, datetime
@@ -17,9 +18,11 @@ from flower_assets.errors import (
     ApiHttpError,
     ApiRejectedRequest,
     ApiUnavailable,
+    IncompleteAnswer,
     QuotaExceeded,
     next_quota_reset,
 )
+from flower_assets.parsing import parse_page
 from flower_assets.sample import answer, envelope
 from flower_assets.testing import FakeAtServer, Reply
 
@@ -87,14 +90,18 @@ def test_no_auction_day_is_an_empty_answer_not_an_error():
     assert day.items == [] and day.api_calls == 1
 
 
-def test_pages_are_walked_only_while_full():
+def test_pages_are_walked_only_while_full_then_verified_in_one_page():
     market = Market()
     market.set("2024-05-10", Category.CUT_FLOWERS, rows(250))
     recorder = Recorder(market)
     with client_for(recorder, page_size=100) as client:
         day = client.fetch_day(DAY, Category.CUT_FLOWERS)
-    assert [r.url.params["currentPage"] for r in recorder.requests] == ["1", "2", "3"]
-    assert len(day.items) == 250 and day.api_calls == 3 and day.pages == 3
+    asked = [(r.url.params["countPerPage"], r.url.params["currentPage"]) for r in recorder.requests]
+    assert asked[:3] == [("100", "1"), ("100", "2"), ("100", "3")]
+    # The walk saw 250 rows; one page with room to spare proves the day has no more.
+    assert asked[3][1] == "1" and int(asked[3][0]) > 250 and len(asked) == 4
+    assert len(day.items) == 250 and day.api_calls == 4 and client.calls_made == 4
+    assert day.pages == 1 and len(day.bodies) == 1 and day.page_size == int(asked[3][0])
 
 
 def test_an_exactly_full_last_page_costs_one_more_call_that_comes_back_empty():
@@ -103,26 +110,73 @@ def test_an_exactly_full_last_page_costs_one_more_call_that_comes_back_empty():
     recorder = Recorder(market)
     with client_for(recorder, page_size=100) as client:
         day = client.fetch_day(DAY, Category.CUT_FLOWERS)
-    assert len(day.items) == 200 and day.api_calls == 3
+    assert len(day.items) == 200 and day.api_calls == 3 + 1
 
 
-def test_rows_repeated_by_unstable_paging_are_dropped_on_the_five_field_key():
-    first = rows(3)
-    # The server's tie order moved: page 2 repeats row 2 of page 1 and then brings the new one.
-    second = [first[2], item(good="새품종")]
-    script = [
-        httpx.Response(200, content=envelope("0", "OK", first)),
-        httpx.Response(200, content=envelope("0", "OK", second)),
-    ]
-    with client_for(Recorder(Market(), script), page_size=3) as client:
+class ShuffledTies:
+    """MockTransport handler: ORDER BY totQty DESC, ties in a fresh random order per request."""
+
+    def __init__(self, served: list[dict], cap: int | None = None):
+        self.served, self.cap = served, cap
+        self.rng = random.Random(5)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        order = sorted(self.served, key=lambda r: (-int(r["totQty"]), self.rng.random()))
+        size = int(request.url.params["countPerPage"])
+        size = min(size, self.cap) if self.cap else size
+        page = int(request.url.params["currentPage"])
+        return httpx.Response(
+            200, content=envelope("0", "OK", order[(page - 1) * size : page * size])
+        )
+
+
+def tied_rows(n: int = 1366) -> list[dict]:
+    rng = random.Random(3)
+    return [item(good=f"품종{i:04d}", tot_qty=str(1 + int(rng.expovariate(0.1)))) for i in range(n)]
+
+
+@pytest.mark.parametrize("page_size", [50, 100, 500])
+def test_a_walk_over_tied_rows_returns_every_served_row_once(page_size):
+    served = tied_rows()
+    server = ShuffledTies(served)
+    with client_for(server, page_size=page_size) as client:
         day = client.fetch_day(DAY, Category.CUT_FLOWERS)
-    assert [i.fields["goodName"] for i in day.items] == [
-        "품종0000",
-        "품종0001",
-        "품종0002",
-        "새품종",
-    ]
-    assert day.duplicates_dropped == 1
+    assert sorted(i.key() for i in day.items) == sorted(
+        i.key() for i in parse_page(envelope("0", "OK", served)).items
+    )
+    assert len(day.items) == len(served) and day.duplicates_dropped == 0
+    assert day.api_calls == len(server.requests) == -(-len(served) // page_size) + 1
+
+
+def test_a_verifying_page_that_is_not_complete_fails_naming_date_category_and_cause():
+    server = ShuffledTies(tied_rows(), cap=1000)  # the server answers at most 1,000 rows
+    with client_for(server, page_size=500) as client, pytest.raises(IncompleteAnswer) as caught:
+        client.fetch_day(DAY, Category.CUT_FLOWERS)
+    message = str(caught.value)
+    assert "2024-05-10" in message and Category.CUT_FLOWERS.label in message
+    assert "cannot be proven complete" in message and "ties in totQty" in message
+    assert len(server.requests) == 4
+
+
+def test_every_attempt_is_reserved_before_it_is_made_and_a_refusal_stops_the_calls():
+    reserved: list[tuple[date, Category]] = []
+
+    def reserve(day: date, category: Category) -> None:
+        if len(reserved) == 3:
+            raise QuotaExceeded.counted(day, category.label, 3, datetime.now(UTC))
+        reserved.append((day, category))
+
+    recorder = Recorder(Market(), [httpx.Response(503)] * 10)
+    with client_for(recorder, attempts=5) as client:
+        client.reserve_call = reserve
+        with pytest.raises(QuotaExceeded) as caught:
+            client.fetch_day(DAY, Category.ORCHIDS)
+    assert len(recorder.requests) == len(reserved) == client.calls_made == 3
+    message = str(caught.value)
+    assert "2024-05-10" in message and Category.ORCHIDS.label in message
+    assert "the warehouse counted all 3 calls" in message and "resultCd 4" not in message
 
 
 def test_a_key_repeated_within_one_page_is_kept_for_quarantine_to_judge():

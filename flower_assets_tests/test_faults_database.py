@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import secrets
 import signal
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -379,3 +382,38 @@ def test_a_read_only_sqlite_warehouse_is_named_in_the_error(what, tmp_path, inst
     assert not result.success
     _, message = failure(result)
     assert str(path) in message, message
+
+
+# --- the daily quota, reserved by concurrent runs against one warehouse -----------------------
+
+
+def reserve_many(url: str, fingerprint: str, kst_date: str, quota: int, tries: int) -> int:
+    """One run's worth of call reservations on its own connection; how many were granted."""
+    with Warehouse.open(url) as wh:
+        day = date.fromisoformat(kst_date)
+        return sum(wh.reserve_api_call(fingerprint, day, quota) for _ in range(tries))
+
+
+@pytest.mark.parametrize("workers", ["processes", "threads"])
+def test_concurrent_call_reservations_never_exceed_the_daily_quota(workers, warehouse_url):
+    quota, runs, tries = 60, 3, 40  # 120 calls wanted, 60 allowed
+    with Warehouse.open(warehouse_url) as wh:
+        wh.ensure_schema()
+        assert wh.reserve_api_call("otherkey", date(2024, 5, 10), quota)  # another key: its own
+    if workers == "processes":
+        pool = ProcessPoolExecutor(runs, mp_context=multiprocessing.get_context("spawn"))
+    else:
+        pool = ThreadPoolExecutor(runs)
+    with pool:
+        args = (warehouse_url, "samekey", "2024-05-10", quota, tries)
+        granted = [f.result() for f in [pool.submit(reserve_many, *args) for _ in range(runs)]]
+    assert sum(granted) == quota, granted
+    with Warehouse.open(warehouse_url) as wh:
+        assert wh.api_calls_on("samekey", date(2024, 5, 10)) == quota
+        assert wh.api_calls_on("otherkey", date(2024, 5, 10)) == 1
+        # Used up: refused, and the refusal counts nothing.
+        assert not wh.reserve_api_call("samekey", date(2024, 5, 10), quota)
+        assert wh.api_calls_on("samekey", date(2024, 5, 10)) == quota
+        # A quota of 0 allows nothing, not even a first call.
+        assert not wh.reserve_api_call("newkey", date(2024, 5, 10), 0)
+        assert wh.api_calls_on("newkey", date(2024, 5, 10)) == 0

@@ -12,6 +12,7 @@ re-run always asks the API again instead of replaying an earlier answer.
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import socket
 import sqlite3
@@ -31,6 +32,7 @@ from flower_assets.partitions import auction_date_partitions
 from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
 from flower_assets.sample import answer, envelope
 from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, UPLOAD_LOGS
+from flower_assets.source import key_fingerprint, kst_today
 from flower_assets.testing import FakeAtServer, Reply
 from flower_assets.warehouse import Warehouse
 
@@ -103,6 +105,7 @@ def resources(
     timeout_s: float = 2.0,
     page_size: int = 5000,
     max_rejected_share: float = 0.01,
+    daily_quota: int = 1000,
 ) -> dict:
     return {
         "at_api": AtApiResource(
@@ -112,6 +115,7 @@ def resources(
             max_attempts=attempts,
             timeout_s=timeout_s,
             page_size=page_size,
+            daily_quota=daily_quota,
         ),
         "warehouse": WarehouseResource(url=warehouse_url),
         "integrity_policy": IntegrityPolicy(max_rejected_share=max_rejected_share),
@@ -519,28 +523,153 @@ def test_a_whole_answer_for_another_date_is_kept_raw_and_blocks_the_normalized_t
     assert "rejected_share_within_threshold" in recorded.metadata["blocked_by"].value
 
 
-def test_a_full_first_page_then_a_page_repeating_its_rows_is_deduplicated_and_flagged(stage):
-    """Unstable order between calls: page 2 repeats a row of page 1 before the one it skipped."""
+def test_a_walk_whose_pages_overlap_is_replaced_by_one_verified_page(stage):
+    """Unstable order between calls: page 2 repeats a row of page 1 instead of the one it skipped.
+
+    The walk is not trusted: the day is asked again in one page large enough for it, and that
+    page, a last page (fewer rows than asked), is the answer stored.
+    """
     rows = [item(day=DAY, good=f"동순위{i}", tot_qty="10") for i in range(4)]
 
     def unstable(params: dict[str, str], _n: int) -> Reply:
-        page = int(params["currentPage"])
-        return Reply(body=envelope("0", "OK", rows[:3] if page == 1 else [rows[2], rows[3]]))
+        size, page = int(params["countPerPage"]), int(params["currentPage"])
+        if size > 3:  # one page large enough for the day: every row once
+            return Reply(body=envelope("0", "OK", rows[:size]))
+        # Page 2 comes from a new tie order: row 2 again where row 3 should be; row 3 is skipped.
+        return Reply(body=envelope("0", "OK", rows[:3] if page == 1 else [rows[2]]))
 
     script = Script(unstable, category=CUT)
     with FakeAtServer(Market().rows_for, fault=script) as server:
         result = run(stage.url, stage.instance, server.url, page_size=3)
     assert result.success
-    assert script.calls == 2
+    assert script.calls == 3  # two pages walked, one verifying page
     meta = raw_metadata(result)
-    assert meta["rows_repeated_across_pages"] == 1 and meta["dagster/row_count"] == 4
+    assert meta["api_calls"] == 3 + 3  # the verifying call is counted like any other
+    assert meta["dagster/row_count"] == 4
     assert same_rows(raw_items(stage.url), rows)  # each row once, none skipped
     checks = check_results(result)
     assert checks[("public_bidding_flowers", "no_duplicate_keys")] is True
+    assert checks[("public_bidding_flowers", "answer_complete")] is True
     assert checks[("bidding_flowers", "reconciles_with_raw")] is True
-    # A repeated row means an unstable walk, which can skip as many rows: said, not hidden.
-    assert checks[("public_bidding_flowers", "answer_complete")] is False
     assert len(partition_version(stage.url)["records"]) == 4
+
+
+# --- unstable paging on a busy day, and the daily quota ---------------------------------------
+
+BUSY_DAY_ROWS = 1366
+
+
+def busy_cut_flower_day(day: str = DAY, n: int = BUSY_DAY_ROWS, seed: int = 7) -> list[dict]:
+    """A busy cut-flower day: n distinct (item, variety, grade) rows, most totQty values tied."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        qty = max(1, int(rng.expovariate(1 / 15)))  # small quantities: hundreds of ties
+        avg = 500 + 10 * rng.randrange(300)
+        rows.append(
+            item(
+                day=day,
+                pum=f"품목{i % 60:02d}",
+                good=f"품종{i:04d}",
+                grade=("특1", "특2", "상1", "상2")[i % 4],
+                max_amt=str(avg + 200),
+                min_amt=str(avg - 100),
+                avg_amt=str(avg),
+                tot_amt=str(avg * qty),
+                tot_qty=str(qty),
+            )
+        )
+    return rows
+
+
+class ShuffledTies:
+    """The aT server's paging of one date and category, as its published source does it.
+
+    Every request orders the day's rows by totQty descending with ties in a fresh random order
+    (the SQL has no tie-breaker), then cuts the page by ROWNUM. `cap` makes the server answer
+    at most that many rows whatever countPerPage says (a gateway limit).
+    """
+
+    def __init__(self, rows: list[dict], category: Category = CUT, day: str = DAY, cap=None):
+        self.rows, self.category, self.day, self.cap = rows, category, day, cap
+        self.rng = random.Random(1366)
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, params: dict[str, str], _number: int) -> Reply | None:
+        if params.get("flowerGubn") != self.category.code or params.get("baseDate") != self.day:
+            return None
+        with self._lock:
+            self.calls += 1
+            order = sorted(self.rows, key=lambda r: (-int(r["totQty"]), self.rng.random()))
+        size, page = int(params["countPerPage"]), int(params["currentPage"])
+        if self.cap is not None:
+            size = min(size, self.cap)
+        return Reply(body=envelope("0", "OK", order[(page - 1) * size : page * size]))
+
+
+def counted_calls(url: str, key: str = KEY) -> int:
+    with Warehouse.open(url) as wh:
+        return wh.api_calls_on(key_fingerprint(key), kst_today())
+
+
+@pytest.mark.parametrize("page_size", [50, 100, 500])
+def test_unstable_paging_on_a_busy_day_stores_every_served_row(page_size, warehouse_url, instance):
+    served = busy_cut_flower_day()
+    ties = ShuffledTies(served)
+    with FakeAtServer(Market().rows_for, fault=ties) as server:
+        result = run(warehouse_url, instance, server.url, page_size=page_size)
+        requests = len(server.requests)
+    assert result.success
+    stored = raw_items(warehouse_url)
+    assert (len(stored), len(served)) == (BUSY_DAY_ROWS, BUSY_DAY_ROWS)
+    assert same_rows(stored, served)
+    # Walked pages plus one verifying page for 절화, one call for each other category.
+    walked = -(-BUSY_DAY_ROWS // page_size) + (BUSY_DAY_ROWS % page_size == 0)
+    assert ties.calls == walked + 1 and requests == ties.calls + 3
+    # Every call is counted against the quota and shown on the materialization.
+    assert raw_metadata(result)["api_calls"] == requests == counted_calls(warehouse_url)
+    assert check_results(result)[("public_bidding_flowers", "answer_complete")] is True
+    assert_reconciles(warehouse_url)
+
+
+def test_a_multi_page_answer_that_cannot_be_verified_fails_the_date_and_keeps_the_previous_version(
+    stage,
+):
+    """The server caps countPerPage at 1,000: the one-page re-fetch cannot hold the day."""
+    ties = ShuffledTies(busy_cut_flower_day(), cap=1000)
+    with FakeAtServer(version_b().rows_for, fault=ties) as server:
+        result = run(stage.url, stage.instance, server.url, page_size=500)
+    assert_failed_cleanly(stage, result, "cannot be proven complete", category=CUT)
+    _, message = failure(result)
+    assert "ties in totQty" in message and "nothing is written" in message
+    assert ties.calls == 3 + 1  # the walk, one verifying page, and no endless re-asking
+
+
+def test_retries_never_spend_more_calls_than_the_daily_quota(warehouse_url, instance):
+    quota = 2  # fewer than one page's retry budget
+    script = Script(Reply(503, b"", "text/plain"), category=CUT)
+    with FakeAtServer(version_b().rows_for, fault=script) as server:
+        result = run(warehouse_url, instance, server.url, attempts=5, daily_quota=quota)
+        requests = len(server.requests)
+    assert not result.success
+    _, message = failure(result)
+    assert "QuotaExceeded" in message and DAY in message and CUT.label in message
+    assert "the warehouse counted" in message and "resultCd 4" not in message
+    assert requests == quota == counted_calls(warehouse_url)
+    assert raw_items(warehouse_url) == []
+
+
+def test_a_multi_page_day_never_spends_more_calls_than_the_daily_quota(warehouse_url, instance):
+    quota = 5  # the walk alone needs 28 pages of 50
+    with FakeAtServer(Market().rows_for, fault=ShuffledTies(busy_cut_flower_day())) as server:
+        result = run(warehouse_url, instance, server.url, page_size=50, daily_quota=quota)
+        requests = len(server.requests)
+    assert not result.success
+    _, message = failure(result)
+    assert "QuotaExceeded" in message and DAY in message and CUT.label in message
+    assert requests == quota == counted_calls(warehouse_url)
+    assert raw_items(warehouse_url) == []
 
 
 def test_quota_used_up_in_the_middle_of_a_backfill_keeps_the_dates_before_and_reruns_clean(
