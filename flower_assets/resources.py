@@ -78,7 +78,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             service_key=dg.EnvVar(settings.API_KEY_ENV)
             if settings.env(settings.API_KEY_ENV)
             else None,
-            base_url=_from_env(settings.API_BASE_URL_ENV, settings.DEFAULT_API_BASE_URL),
+            # Read once through settings, which refuses a value that is no http(s) URL.
+            base_url=_from_env(settings.API_BASE_URL_ENV, settings.api_base_url()),
             page_size=settings.page_size(),
             daily_quota=settings.daily_quota(),
             correction_days=settings.correction_days(),

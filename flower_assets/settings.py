@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
 
 API_KEY_ENV = "FLOWER_API_KEY"
 API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
@@ -32,7 +33,20 @@ def env(name: str) -> str | None:
 
 
 def api_base_url() -> str:
-    return env(API_BASE_URL_ENV) or DEFAULT_API_BASE_URL
+    """The aT API endpoint: an http(s) URL with a host, refused otherwise (never retried)."""
+    raw = env(API_BASE_URL_ENV) or DEFAULT_API_BASE_URL
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port that is no number
+        parts, host = None, None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+        raise ValueError(
+            f"{API_BASE_URL_ENV}={raw!r} must be an http(s) URL with a host, "
+            f"e.g. {DEFAULT_API_BASE_URL}"
+        )
+    return raw
 
 
 def start_date() -> date:
@@ -80,12 +94,32 @@ def correction_days() -> int:
 
 def daily_quota() -> int:
     """Calls the aT key may make per KST day (1,000 unless raised on request)."""
-    return _whole_number(DAILY_QUOTA_ENV, 1000)
+    quota = _whole_number(DAILY_QUOTA_ENV, 1000)
+    if quota < 1:
+        raise ValueError(
+            f"{DAILY_QUOTA_ENV}={env(DAILY_QUOTA_ENV)!r} must be at least 1, e.g. 1000"
+        )
+    return quota
 
 
 def page_size() -> int:
     """Rows asked for per API call (countPerPage); one page per category and date is safest."""
     size = _whole_number(PAGE_SIZE_ENV, 5000)
     if size < 1:
-        raise ValueError(f"{PAGE_SIZE_ENV}={size} must be at least 1, e.g. 5000")
+        raise ValueError(f"{PAGE_SIZE_ENV}={env(PAGE_SIZE_ENV)!r} must be at least 1, e.g. 5000")
     return size
+
+
+def validate() -> None:
+    """Read every setting once: the first bad one raises ValueError naming its variable.
+
+    The CLI calls this before it starts anything; the code location reads the same functions
+    when it builds its resources, so both refuse a bad value with the same message.
+    """
+    start_date()
+    database_url()
+    api_base_url()
+    daily_quota()
+    page_size()
+    correction_days()
+    max_rejected_share()

@@ -99,7 +99,7 @@ def cli(env: dict[str, str], first: date, last: date) -> str:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return re.search(r"Run (\S+) succeeded", done.stdout).group(1)
+    return re.search(r"Run 1/1 (\S+) \(.*\) succeeded", done.stdout).group(1)
 
 
 def stored(path: Path) -> dict[str, dict[date, list[tuple]]]:
