@@ -234,6 +234,7 @@ def public_bidding_flowers(
             "instead of the aT API."
         )
     with at_api.client() as client, warehouse.open() as wh:
+        wh.claim_source(at_api.source)  # before anything is fetched or written
         source = AuctionSource(
             client, wh, at_api.daily_quota, at_api.correction_days, config.refetch
         )
@@ -249,7 +250,7 @@ def public_bidding_flowers(
                 UPLOAD_LOGS,
                 context.run_id,
                 day,
-                at_api.service_key,
+                at_api.key,
                 items_received=0,
                 items_loaded=0,
                 items_rejected=0,

@@ -9,14 +9,18 @@ from pydantic import Field
 from flower_assets import settings
 from flower_assets.client import AtFlowerClient, RetryPolicy
 from flower_assets.sample import SAMPLE_KEY, sample_transport
-from flower_assets.warehouse import Warehouse
+from flower_assets.warehouse import LIVE_SOURCE, SAMPLE_SOURCE, Warehouse
 
 
 class AtApiResource(dg.ConfigurableResource):
     """The aT flower-auction API. Without a service key it serves the bundled sample days."""
 
-    service_key: str | None = Field(default=None, description="aT service key (FLOWER_API_KEY)")
-    base_url: str = Field(default=settings.DEFAULT_API_BASE_URL, description="FLOWER_API_BASE_URL")
+    service_key: str | None = Field(
+        default=None, description="aT service key; unset: FLOWER_API_KEY from the environment"
+    )
+    base_url: str | None = Field(
+        default=None, description="unset: FLOWER_API_BASE_URL, or the aT API's address"
+    )
     page_size: int = Field(
         default=5000, description="countPerPage: rows asked for per call (FLOWER_API_PAGE_SIZE)"
     )
@@ -31,14 +35,29 @@ class AtApiResource(dg.ConfigurableResource):
         description="Dates this close to today are always re-fetched, never served from the cache (FLOWER_CORRECTION_DAYS)",
     )
 
+    # A field not given in run config still comes from the environment: a partial resource
+    # config (say only page_size) must never turn a live deployment into sample mode.
+    @property
+    def key(self) -> str | None:
+        return self.service_key or settings.env(settings.API_KEY_ENV)
+
+    @property
+    def url(self) -> str:
+        return self.base_url or settings.api_base_url()
+
     @property
     def sample_mode(self) -> bool:
-        return not self.service_key
+        return not self.key
+
+    @property
+    def source(self) -> str:
+        """What fills the warehouse: the two never mix in one (see Warehouse.claim_source)."""
+        return SAMPLE_SOURCE if self.sample_mode else LIVE_SOURCE
 
     def client(self) -> AtFlowerClient:
         return AtFlowerClient(
-            base_url=self.base_url,
-            service_key=self.service_key or SAMPLE_KEY,
+            base_url=self.url,
+            service_key=self.key or SAMPLE_KEY,
             page_size=self.page_size,
             timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
             retry=RetryPolicy(max_attempts=self.max_attempts, base_delay_s=self.backoff_s),

@@ -260,6 +260,22 @@ class ApiCallCounts(pa.DataFrameModel):
         metadata = {"table": "api_call_counts", "unique": [("key_fingerprint", "kst_date")]}
 
 
+class WarehouseSource(pa.DataFrameModel):
+    """Which source fills this warehouse: the aT API or the bundled sample days, never both."""
+
+    slot: pl.Int64 = pa.Field(isin=[1], description="Always 1: the table holds one row")
+    source: str = pa.Field(
+        isin=["aT API", "sample data"], description="aT API, or sample data (no FLOWER_API_KEY)"
+    )
+    claimed_at: pl.Datetime(time_zone="UTC") = pa.Field(
+        description="When the first run wrote to this warehouse (UTC)"
+    )
+
+    class Config:
+        strict = True
+        metadata = {"table": "warehouse_source", "unique": [("slot",)]}
+
+
 @dataclass(frozen=True)
 class Table:
     """A warehouse table as its model declares it."""
@@ -299,6 +315,7 @@ UPLOAD_LOGS = Table(FlowerBatchUploadLogs)
 PROCESS_LOGS = Table(FlowerBatchProcessLogs)
 API_RESPONSES = Table(ApiResponses)
 API_CALL_COUNTS = Table(ApiCallCounts)
+WAREHOUSE_SOURCE = Table(WarehouseSource)
 TABLES: tuple[Table, ...] = (
     RAW,
     FLOWER_TYPES,
@@ -309,4 +326,5 @@ TABLES: tuple[Table, ...] = (
     PROCESS_LOGS,
     API_RESPONSES,
     API_CALL_COUNTS,
+    WAREHOUSE_SOURCE,
 )
