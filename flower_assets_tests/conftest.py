@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 
 import dagster as dg
 import polars as pl
@@ -157,6 +160,12 @@ def resources_for(
 
 def refetch_config(refetch: bool = True) -> dict:
     return {"ops": {"public_bidding_flowers": {"config": {"refetch": refetch}}}}
+
+
+def fresh_definitions() -> ModuleType:
+    """flower_assets.definitions built anew: the code location reads the environment on import."""
+    sys.modules.pop("flower_assets.definitions", None)
+    return importlib.import_module("flower_assets.definitions")
 
 
 def pipeline_job(resources: dict) -> dg.JobDefinition:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import dagster as dg
@@ -11,7 +10,7 @@ from flower_assets.categories import Category
 from flower_assets.resources import AtApiResource
 from flower_assets.testing import FakeAtServer
 
-from .conftest import TEST_KEY, Market, item, materialize, tables
+from .conftest import TEST_KEY, Market, fresh_definitions, item, materialize, tables
 
 DAY = "2024-05-10"  # a sample day
 
@@ -35,10 +34,8 @@ def test_a_partial_resource_override_keeps_the_key_and_url_from_the_environment(
         monkeypatch.setenv("FLOWER_API_BASE_URL", server.url)
         monkeypatch.setenv("FLOWER_DATABASE_URL", f"sqlite:///{tmp_path / 'w.sqlite'}")
         assert not AtApiResource(page_size=50).sample_mode
-        import flower_assets.definitions as definitions
-
         try:
-            job = importlib.reload(definitions).defs.resolve_job_def("flower_auction_job")
+            job = fresh_definitions().defs.resolve_job_def("flower_auction_job")
             with dg.DagsterInstance.ephemeral() as instance:
                 result = job.execute_in_process(
                     instance=instance,
@@ -48,7 +45,7 @@ def test_a_partial_resource_override_keeps_the_key_and_url_from_the_environment(
                 )
         finally:
             monkeypatch.undo()
-            importlib.reload(definitions)
+            fresh_definitions()
         calls = len(server.requests)
     raw = result.asset_materializations_for_node("public_bidding_flowers")[0].metadata
     assert raw["sample_mode"].value is False and calls == 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -20,7 +19,7 @@ from flower_assets.source import estimate_backfill, kst_today
 from flower_assets.testing import FakeAtServer
 from flower_assets.warehouse import Warehouse
 
-from .conftest import TEST_KEY, Market, item, materialize, resources_for
+from .conftest import TEST_KEY, Market, fresh_definitions, item, materialize, resources_for
 
 OLD = ["2024-05-08", "2024-05-09", "2024-05-10"]
 
@@ -88,14 +87,12 @@ def test_every_date_the_schedule_requests_is_fetched_from_the_api(warehouse_url,
 
 
 def test_the_code_location_has_the_freshness_check_only_with_a_service_key(monkeypatch):
-    import flower_assets.definitions as definitions
-
     def build(key: str | None) -> dg.Definitions:
         if key:
             monkeypatch.setenv("FLOWER_API_KEY", key)
         else:
             monkeypatch.delenv("FLOWER_API_KEY", raising=False)
-        return importlib.reload(definitions).defs
+        return fresh_definitions().defs
 
     try:
         for live, built in ((True, build(TEST_KEY)), (False, build(None))):
@@ -121,7 +118,7 @@ def test_the_code_location_has_the_freshness_check_only_with_a_service_key(monke
             assert "freshness_check" not in job_checks
     finally:
         monkeypatch.undo()
-        importlib.reload(definitions)
+        fresh_definitions()
 
 
 # Cache and correction window
