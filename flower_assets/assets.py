@@ -349,10 +349,9 @@ def _dates_to_load(
     uploads, processes = wh.batch_logs(days[0], days[-1])
     stored = versions.stored_raw(uploads)
     processed = versions.processed(processes, asset)
-    if context.run.tags.get(RECOMPUTE_TAG) == "true":
-        todo = [day for day in days if day in stored and stored[day].blocked_by is None]
-    else:
-        todo = versions.pending(days, stored, processes, asset)
+    # With the recompute tag, every loadable date counts as not processed yet.
+    recompute = context.run.tags.get(RECOMPUTE_TAG) == "true"
+    todo = versions.pending(days, stored, {} if recompute else processed)
     for day in days:
         if day in stored and stored[day].blocked_by and day not in todo:
             context.log.warning(f"{asset} {day}: blocked, keeps its previous version")

@@ -60,11 +60,8 @@ def processed(processes: pl.DataFrame, asset: str) -> dict[date, str]:
     return dict(last.select("auction_date", "raw_content_hash").rows())
 
 
-def pending(
-    days: list[date], stored: dict[date, Stored], processes: pl.DataFrame, asset: str
-) -> list[date]:
-    """Loadable dates whose stored raw content the asset has not processed yet."""
-    done = processed(processes, asset)
+def pending(days: list[date], stored: dict[date, Stored], done: dict[date, str]) -> list[date]:
+    """Loadable dates whose stored raw content is not the one a step last processed (`done`)."""
     return [
         day
         for day in days
