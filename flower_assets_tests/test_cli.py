@@ -238,10 +238,9 @@ def in_process_cli(tmp_path, monkeypatch):
     return cli, url
 
 
-def test_a_range_longer_than_the_backfill_policy_runs_in_chunks(
-    in_process_cli, monkeypatch, capsys
-):
-    cli, _ = in_process_cli
+@pytest.fixture
+def chunks_of_three(monkeypatch):
+    """A backfill policy of 3 dates a run, so that a sample week takes several runs."""
     import flower_assets.assets
 
     monkeypatch.setattr(
@@ -249,6 +248,12 @@ def test_a_range_longer_than_the_backfill_policy_runs_in_chunks(
         "BACKFILL_POLICY",
         dg.BackfillPolicy.multi_run(max_partitions_per_run=3),
     )
+
+
+def test_a_range_longer_than_the_backfill_policy_runs_in_chunks(
+    in_process_cli, chunks_of_three, capsys
+):
+    cli, _ = in_process_cli
     assert cli.main(["materialize", "--from", "2024-05-06", "--to", "2024-05-12"]) == 0
     out = capsys.readouterr().out
     with dg.DagsterInstance.get() as instance:
@@ -294,15 +299,10 @@ def test_row_counts_are_counted_by_the_database_without_reading_rows(
             assert int(line.split()[1]) == n, (table.name, line, n)
 
 
-def test_a_range_stops_at_the_first_failed_chunk_and_says_why(in_process_cli, monkeypatch, capsys):
+def test_a_range_stops_at_the_first_failed_chunk_and_says_why(
+    in_process_cli, chunks_of_three, capsys
+):
     cli, _ = in_process_cli
-    import flower_assets.assets
-
-    monkeypatch.setattr(
-        flower_assets.assets,
-        "BACKFILL_POLICY",
-        dg.BackfillPolicy.multi_run(max_partitions_per_run=3),
-    )
     # Sample mode ships 2024-05-06…12 only: the third chunk (05-12…14) fails on 05-13.
     assert cli.main(["materialize", "--from", "2024-05-06", "--to", "2024-05-16"]) == 1
     captured = capsys.readouterr()
