@@ -21,7 +21,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from flower_assets import integrity, versions
+from flower_assets import integrity, revisions, versions
 from flower_assets.categories import Category
 from flower_assets.checks import RAW_CHECKS, blocked_by, remember_raw_outcomes
 from flower_assets.client import redact
@@ -39,6 +39,7 @@ from flower_assets.partitions import auction_date_partitions, auction_dates
 from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
 from flower_assets.schemas import (
     BIDDING,
+    CORRECTIONS,
     FLOWER_TYPES,
     FLOWERS,
     PROCESS_LOGS,
@@ -202,6 +203,28 @@ def fetch_auction_date(source: AuctionSource, day: date) -> Fetched:
     return Fetched(pl.concat(frames), calls, pages, repeated)
 
 
+def store_answer(
+    wh: Warehouse, day: date, raw: pl.DataFrame, content: str, stored: Stored | None, run_id: str
+) -> pl.DataFrame:
+    """Store the date's answer, unless it is the one stored; a correction keeps what changed.
+
+    Returns the changes recorded in the corrections table (none for a first or an unchanged
+    answer); they commit together with the new raw rows.
+    """
+    if stored is not None and stored.content_hash == content:
+        return revisions.NO_CHANGES  # the stored rows already are this answer
+    if stored is None:
+        wh.replace_partition(day, {RAW: raw})
+        return revisions.NO_CHANGES
+    old = wh.read_partition(RAW, day)
+    changes = revisions.diff_answers(old, raw)
+    corrections = revisions.as_recorded(
+        changes, day, versions.content_hash(old), content, run_id, _now()
+    )
+    wh.replace_partition(day, {RAW: raw}, appended={CORRECTIONS: corrections})
+    return changes
+
+
 def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:
     counts = rows_per_category(raw)
     return pl.DataFrame(
@@ -275,10 +298,8 @@ def public_bidding_flowers(
                     fetched.repeated,
                 )
                 blocked = blocked_by(RAW_CHECKS, outcomes)
-                # Unchanged content is not rewritten: the stored rows already are this answer.
                 changed = day not in stored or stored[day].content_hash != content
-                if changed:
-                    wh.replace_partition(day, {RAW: raw})
+                changes = store_answer(wh, day, raw, content, stored.get(day), context.run_id)
                 log.values.update(
                     items_received=raw.height,
                     items_loaded=loadable.height,
@@ -297,6 +318,11 @@ def public_bidding_flowers(
                 f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine, "
                 f"content {'changed' if changed else 'unchanged'}"
             )
+            if changes.height:
+                context.log.warning(
+                    f"{day}: the source corrected its answer, {revisions.counts(changes)} rows; "
+                    f"old and new values are in {CORRECTIONS.name}"
+                )
             if blocked:
                 context.log.error(
                     f"{day}: not loaded into the normalized tables, which keep their previous "
@@ -311,6 +337,8 @@ def public_bidding_flowers(
                     "content_hash": content,
                     "content_changed": changed,
                     "rows_to_quarantine": rejected.height,
+                    "corrected_rows": changes.height,
+                    "corrections": revisions.counts(changes),
                     "rows_repeated_across_pages": sum(fetched.repeated.values()),
                     "blocked_by": blocked or "none",
                     "sample_mode": at_api.sample_mode,
@@ -481,7 +509,7 @@ def bidding_flowers(
                     )
                     rejected = split.rejected
                     # Records and their quarantine change together: raw = loaded + rejected.
-                    wh.replace_partition(day, {BIDDING: records, REJECTED: rejected})
+                    wh.replace_records(day, records, rejected)
                     log.values["auction_rows_affected"] = records.height
                 rows = records.height
             else:

@@ -374,7 +374,10 @@ def seen_dates_match_records(master: pl.DataFrame, referenced: pl.Series, day: d
     row first or last seen on the day is referenced by them (a correction can remove the last
     record of a variety: its last_seen_date must not stay on that date)."""
     used = master.filter(pl.col("id").is_in(referenced.implode()))
-    outside = used.filter((pl.col("first_seen_date") > day) | (pl.col("last_seen_date") < day))
+    # A traded row without seen dates (null) is outside them too.
+    outside = used.filter(
+        ((pl.col("first_seen_date") > day) | (pl.col("last_seen_date") < day)).fill_null(True)
+    )
     stale = master.filter(
         ((pl.col("first_seen_date") == day) | (pl.col("last_seen_date") == day))
         & ~pl.col("id").is_in(referenced.implode())

@@ -77,8 +77,14 @@ class FlowerTypes(pa.DataFrameModel):
     name: str = pa.Field(
         str_length={"min_value": 1}, description="Item name (품목명, API field pumName)"
     )
-    first_seen_date: pl.Date = pa.Field(description="First auction date the item traded")
-    last_seen_date: pl.Date = pa.Field(description="Last auction date the item traded")
+    first_seen_date: pl.Date = pa.Field(
+        nullable=True,
+        description="First auction date with a record of the item; null if no record is left",
+    )
+    last_seen_date: pl.Date = pa.Field(
+        nullable=True,
+        description="Last auction date with a record of the item; null if no record is left",
+    )
 
     class Config:
         strict = True
@@ -98,8 +104,14 @@ class Flowers(pa.DataFrameModel):
     name: str = pa.Field(
         str_length={"min_value": 1}, description="Variety name (품종명, API field goodName)"
     )
-    first_seen_date: pl.Date = pa.Field(description="First auction date the variety traded")
-    last_seen_date: pl.Date = pa.Field(description="Last auction date the variety traded")
+    first_seen_date: pl.Date = pa.Field(
+        nullable=True,
+        description="First auction date with a record of the variety; null if no record is left",
+    )
+    last_seen_date: pl.Date = pa.Field(
+        nullable=True,
+        description="Last auction date with a record of the variety; null if no record is left",
+    )
 
     class Config:
         strict = True
@@ -134,6 +146,8 @@ class BiddingFlowers(pa.DataFrameModel):
             "partition_column": "auction_date",
             "unique": [("auction_date", "flower_id", "grade")],
             "foreign_keys": {"flower_id": "flowers"},
+            # A variety's first and last seen dates are read from its records by this index.
+            "indexes": [("flower_id", "auction_date")],
         }
 
 
@@ -154,6 +168,63 @@ class RejectedBiddingFlowers(pa.DataFrameModel):
             "table": "rejected_bidding_flowers",
             "partition_column": "auction_date",
             "indexes": [("auction_date",)],
+        }
+
+
+def _was(what: str, korean: str) -> tuple[pa.Field, pa.Field]:
+    return (
+        pa.Field(
+            nullable=True, description=f"{what} before the correction ({korean}); null if added"
+        ),
+        pa.Field(
+            nullable=True, description=f"{what} after the correction ({korean}); null if removed"
+        ),
+    )
+
+
+class AuctionCorrections(pa.DataFrameModel):
+    """What each re-fetch changed in a stored auction date's answer, row by row; never rewritten.
+
+    A removed and an added row with the same record key (category, item, variety, grade) are one
+    `changed` row. Undoing a date's corrections, newest first, on its raw rows gives back every
+    superseded answer exactly.
+    """
+
+    id: pl.Int64 = pa.Field(unique=True, description="Correction row id, in the order recorded")
+    auction_date: pl.Date = pa.Field(description="Auction date whose answer changed (경매일자)")
+    flower_gubn: str = pa.Field(description="Category (화훼부류)")
+    item_name: str = pa.Field(nullable=True, description="Item (품목명), canonical form")
+    variety_name: str = pa.Field(nullable=True, description="Variety (품종명), canonical form")
+    grade: str = pa.Field(nullable=True, description="Grade (등급), canonical form")
+    change: str = pa.Field(
+        isin=["added", "removed", "changed"],
+        description="added (only in the new answer), removed (only in the old), or changed",
+    )
+    old_quantity: pl.Int64 = _was("Quantity", "거래량")[0]
+    new_quantity: pl.Int64 = _was("Quantity", "거래량")[1]
+    old_max_price: pl.Int64 = _was("Highest price in won", "최고가")[0]
+    new_max_price: pl.Int64 = _was("Highest price in won", "최고가")[1]
+    old_min_price: pl.Int64 = _was("Lowest price in won", "최저가")[0]
+    new_min_price: pl.Int64 = _was("Lowest price in won", "최저가")[1]
+    old_avg_price: pl.Int64 = _was("Average price in won", "평균가")[0]
+    new_avg_price: pl.Int64 = _was("Average price in won", "평균가")[1]
+    old_total_price: pl.Int64 = _was("Total amount in won", "총금액")[0]
+    new_total_price: pl.Int64 = _was("Total amount in won", "총금액")[1]
+    old_raw_item: str = _was("The item's JSON text exactly as the API sent it", "원문")[0]
+    new_raw_item: str = _was("The item's JSON text exactly as the API sent it", "원문")[1]
+    old_content_hash: str = pa.Field(description="content_hash of the superseded answer")
+    new_content_hash: str = pa.Field(description="content_hash of the answer that replaced it")
+    run_id: str = pa.Field(description="Dagster run that fetched the new answer")
+    corrected_at: pl.Datetime(time_zone="UTC") = pa.Field(
+        description="When the new answer was stored (UTC)"
+    )
+
+    class Config:
+        strict = True
+        metadata = {
+            "table": "auction_corrections",
+            "primary_key": "id",
+            "indexes": [("auction_date", "item_name")],
         }
 
 
@@ -311,6 +382,7 @@ FLOWER_TYPES = Table(FlowerTypes)
 FLOWERS = Table(Flowers)
 BIDDING = Table(BiddingFlowers)
 REJECTED = Table(RejectedBiddingFlowers)
+CORRECTIONS = Table(AuctionCorrections)
 UPLOAD_LOGS = Table(FlowerBatchUploadLogs)
 PROCESS_LOGS = Table(FlowerBatchProcessLogs)
 API_RESPONSES = Table(ApiResponses)
@@ -322,6 +394,7 @@ TABLES: tuple[Table, ...] = (
     FLOWERS,
     BIDDING,
     REJECTED,
+    CORRECTIONS,
     UPLOAD_LOGS,
     PROCESS_LOGS,
     API_RESPONSES,

@@ -7,6 +7,7 @@ leaves the previous version whole. Bulk paths only: COPY on PostgreSQL, executem
 from __future__ import annotations
 
 import io
+import json
 import re
 import sqlite3
 import zlib
@@ -20,18 +21,23 @@ from typing import Any
 
 import polars as pl
 
+from flower_assets import revisions
 from flower_assets.categories import every_category
 from flower_assets.schemas import (
     API_CALL_COUNTS,
     API_RESPONSES,
     BIDDING,
+    CORRECTIONS,
     FLOWERS,
     PROCESS_LOGS,
+    RAW,
+    REJECTED,
     TABLES,
     UPLOAD_LOGS,
     WAREHOUSE_SOURCE,
     Table,
 )
+from flower_assets.versions import content_hash as content_hash_of
 
 _SQL_TYPES: dict[str, dict[type[pl.DataType], str]] = {
     "sqlite": {pl.Int64: "INTEGER", pl.String: "TEXT", pl.Date: "TEXT", pl.Datetime: "TEXT"},
@@ -147,17 +153,78 @@ class Warehouse(ABC):
                 for statement in create_table_sql(table, self.dialect):
                     cursor.execute(statement)
 
-    def replace_partition(self, auction_date: date, frames: Mapping[Table, pl.DataFrame]) -> None:
-        """Replace the auction date's rows of each table with the frames, in one transaction."""
+    def replace_partition(
+        self,
+        auction_date: date,
+        frames: Mapping[Table, pl.DataFrame],
+        appended: Mapping[Table, pl.DataFrame] | None = None,
+    ) -> None:
+        """Replace the auction date's rows of each table with the frames, in one transaction.
+
+        `appended` rows (an append-only table's, such as the corrections) commit with them.
+        """
         with self.transaction() as cursor:
-            for table, frame in frames.items():
-                self._lock_partition(cursor, table, auction_date)
-                cursor.execute(
-                    f"DELETE FROM {table.name} WHERE auction_date = {self._placeholder}",
-                    (self._date_param(auction_date),),
-                )
-                if frame.height:
-                    self._insert(cursor, table, frame.select(table.columns))
+            self._replace(cursor, auction_date, frames)
+            for table, frame in (appended or {}).items():
+                self._insert(cursor, table, frame.select(self._insertable(table)))
+
+    def replace_records(
+        self, auction_date: date, records: pl.DataFrame, rejected: pl.DataFrame
+    ) -> None:
+        """Replace the date's auction records and quarantine, and correct the masters' seen dates.
+
+        A correction can remove the first or last record of a variety: in the same transaction,
+        the varieties the date's old records referenced (and their items) take their first and
+        last seen dates from the records again, null where no record is left.
+        """
+        p = self._placeholder
+        with self.transaction() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT flower_id FROM {BIDDING.name} WHERE auction_date = {p}",
+                (self._date_param(auction_date),),
+            )
+            before = [row[0] for row in cursor.fetchall()]
+            self._replace(cursor, auction_date, {BIDDING: records, REJECTED: rejected})
+            if before:
+                ids = self._id_list(before)
+                cursor.execute(_sql(self.dialect, "refresh_variety_seen_dates"), (ids,))
+                cursor.execute(_sql(self.dialect, "refresh_item_seen_dates"), (ids,))
+
+    def _replace(
+        self, cursor: Any, auction_date: date, frames: Mapping[Table, pl.DataFrame]
+    ) -> None:
+        for table, frame in frames.items():
+            self._lock_partition(cursor, table, auction_date)
+            cursor.execute(
+                f"DELETE FROM {table.name} WHERE auction_date = {self._placeholder}",
+                (self._date_param(auction_date),),
+            )
+            if frame.height:
+                self._insert(cursor, table, frame.select(table.columns))
+
+    def answer_as_of(self, auction_date: date, content_hash: str) -> pl.DataFrame:
+        """The date's answer (`flower_gubn, raw_item`) as it was when its hash was `content_hash`.
+
+        The stored raw rows with the date's corrections undone, newest first, until the answer
+        is the one asked for; a hash the date never had is a LookupError.
+        """
+        answer = self.read_partition(RAW, auction_date).select("flower_gubn", "raw_item")
+        corrections = self.read_partition(CORRECTIONS, auction_date)
+        # One step per re-fetch that changed the date (a run fetches a date once).
+        steps = corrections.group_by("run_id", "old_content_hash", "new_content_hash").agg(
+            pl.col("id").max()
+        )
+        current = content_hash_of(answer)
+        for run_id, old, new, _ in steps.sort("id", descending=True).rows():
+            if current == content_hash or new != current:
+                break
+            step = corrections.filter(pl.col("run_id") == run_id)
+            answer, current = revisions.undo(answer, step), old
+        if current != content_hash:
+            raise LookupError(
+                f"{auction_date}: no stored or superseded answer has content hash {content_hash}"
+            )
+        return answer
 
     def upsert_items(self, items: pl.DataFrame) -> None:
         """Add new items and widen the seen dates of known ones (flower_types)."""
@@ -218,9 +285,13 @@ class Warehouse(ABC):
 
     def append(self, table: Table, frame: pl.DataFrame) -> None:
         """Add rows to an append-only table (the batch logs); the database assigns ids."""
-        columns = [c for c in table.columns if c != table.meta.get("primary_key")]
         with self.transaction() as cursor:
-            self._insert(cursor, table, frame.select(columns))
+            self._insert(cursor, table, frame.select(self._insertable(table)))
+
+    @staticmethod
+    def _insertable(table: Table) -> list[str]:
+        """The columns a new row gives: all but a primary key the database assigns."""
+        return [c for c in table.columns if c != table.meta.get("primary_key")]
 
     def replace_cached_answer(self, day: date, flower_gubn: str, pages: pl.DataFrame) -> None:
         """Store one category's answer for a date, replacing any earlier one."""
@@ -324,6 +395,10 @@ class Warehouse(ABC):
         return int(self._fetch(f"SELECT count(*) FROM {table.name}")[0][0])
 
     _placeholder = "?"
+
+    def _id_list(self, ids: list[int]) -> Any:
+        """Ids as one query parameter (a JSON array for SQLite's json_each)."""
+        return json.dumps(ids)
 
     def _date_param(self, value: date) -> Any:
         return value
@@ -462,6 +537,9 @@ class PostgresWarehouse(Warehouse):
         cursor.copy_expert(
             f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)", buffer
         )
+
+    def _id_list(self, ids: list[int]) -> Any:
+        return ids  # psycopg2 sends a list as an array, for `= ANY(%s)`
 
     def _upsert(self, cursor: Any, sql_name: str, rows: list[tuple]) -> None:
         from psycopg2.extras import execute_values

@@ -163,7 +163,12 @@ def test_the_ui_tells_the_truth_for_every_date_of_a_ranged_backfill(tmp_path):
                     )
             raw = ui.materialization_metadata("public_bidding_flowers", WARNED.isoformat())
             assert raw["content_changed"] is True and raw["api_calls"] == 4
+            # The correction of WARNED changed 2 records, each kept with its old and new values.
+            assert raw["corrected_rows"] == 2
+            assert raw["corrections"] == {"added": 0, "removed": 0, "changed": 2}
             assert raw["rows_per_category"]["절화"] == len(good_rows(WARNED, Category.CUT_FLOWERS))
+            first = ui.materialization_metadata("public_bidding_flowers", DATES[0].isoformat())
+            assert first["content_changed"] is False and first["corrected_rows"] == 0
             unchanged = ui.materialization_metadata("bidding_flowers", DATES[0].isoformat())
             assert unchanged["content_changed"] is False and unchanged["blocked_by"] == "none"
             blocked = ui.materialization_metadata("bidding_flowers", BLOCKED.isoformat())
