@@ -5,10 +5,10 @@
 What it does, in one process run:
 
 1. Generates every answer of the range from the synthetic Yangjae market
-   (`flower_assets.market.day_items(day, category, volume)`) and encodes each row to JSON bytes
+   (`flower_assets.sample.market.day_items(day, category, volume)`) and encodes each row to JSON bytes
    once, so the fake server only slices and joins bytes per request and is never the bottleneck.
-   The answers are byte-identical to `flower_assets.sample.answer` (checked at start).
-2. Serves them with `flower_assets.testing.FakeAtServer` over real HTTP on loopback, which counts
+   The answers are byte-identical to `flower_assets.sample.days.answer` (checked at start).
+2. Serves them with `flower_assets.sample.fake_at_server.FakeAtServer` over real HTTP on loopback, which counts
    the calls.
 3. Backfills the range through Dagster exactly as a user would, in a child process
    (`backfill_worker.py`) whose environment points the platform at the server
@@ -73,22 +73,22 @@ import polars as pl
 import psycopg2
 from prototypes import PROTOTYPES
 
-from flower_assets.assets import BACKFILL_POLICY
-from flower_assets.categories import Category
-from flower_assets.market import day_items
-from flower_assets.normalize import (
+from flower_assets.defs.assets import BACKFILL_POLICY
+from flower_assets.defs.resources import AtApiResource
+from flower_assets.sample.days import answer
+from flower_assets.sample.fake_at_server import FakeAtServer, Reply
+from flower_assets.sample.market import day_items
+from flower_assets.source.categories import Category
+from flower_assets.source.envelope import parse_page
+from flower_assets.transform.normalize import (
     auction_records,
     items_seen,
     raw_rows,
     split_loadable,
     varieties_seen,
 )
-from flower_assets.parsing import parse_page
-from flower_assets.resources import AtApiResource
-from flower_assets.sample import answer
-from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
-from flower_assets.testing import FakeAtServer, Reply
-from flower_assets.warehouse import Warehouse
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
 
 HERE = Path(__file__).resolve().parent
 FAKE_KEY = "0123456789abcdef0123456789abcdef"

@@ -6,8 +6,8 @@
 Loads whole calendar years, one after the other, into ONE warehouse, each year through the CLI
 as a fresh process (`python -m flower_assets.cli materialize --from Y-01-01 --to Y-12-31`), the
 way an operator backfills history. The answers come from the synthetic Yangjae market
-(`flower_assets.market.day_items(day, category, volume)`), served over loopback HTTP by
-`flower_assets.testing.FakeAtServer`. The Dagster instance is a fresh one configured as the
+(`flower_assets.sample.market.day_items(day, category, volume)`), served over loopback HTTP by
+`flower_assets.sample.fake_at_server.FakeAtServer`. The Dagster instance is a fresh one configured as the
 repo's dagster.yaml, shared by all years, as the warehouse is.
 
 For every year it prints the child's exit code, wall time, peak RSS (the child's own
@@ -30,10 +30,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-from flower_assets.market import day_items
-from flower_assets.schemas import RAW
-from flower_assets.testing import FakeAtServer
-from flower_assets.warehouse import Warehouse
+from flower_assets.sample.fake_at_server import FakeAtServer
+from flower_assets.sample.market import day_items
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import RAW
 
 HERE = Path(__file__).resolve().parent
 FAKE_KEY = "0123456789abcdef0123456789abcdef"

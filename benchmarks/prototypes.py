@@ -35,7 +35,7 @@ def failed_checks_only() -> None:
     multi-date run only for failing dates; the one aggregate `AssetCheckResult` per check still
     says how many dates passed. Each recorded event costs milliseconds on the instance.
     """
-    from flower_assets.checks import CheckRecorder
+    from flower_assets.defs.checks import CheckRecorder
 
     results = CheckRecorder.results
 
@@ -52,8 +52,8 @@ def one_page_per_day() -> None:
     Stands for: raise `AtApiResource.page_size` (countPerPage) from 5,000 to e.g. 1,000,000.
     The API applies no cap and documents that walking several pages repeats and skips rows.
     """
-    from flower_assets.client import AtFlowerClient
-    from flower_assets.resources import AtApiResource
+    from flower_assets.defs.resources import AtApiResource
+    from flower_assets.source.client import AtFlowerClient
 
     client = AtApiResource.client
 

@@ -9,8 +9,8 @@
 What it does:
 
 1. Load (skipped with --skip-load). The range is generated from the synthetic market
-   (`flower_assets.market.day_items`, days generated as the client asks for them, a few kept),
-   served by `flower_assets.testing.FakeAtServer` over loopback, and backfilled through Dagster
+   (`flower_assets.sample.market.day_items`, days generated as the client asks for them, a few kept),
+   served by `flower_assets.sample.fake_at_server.FakeAtServer` over loopback, and backfilled through Dagster
    exactly as `backfill.py` does it, with its functions: a child process (`backfill_worker.py`)
    whose environment points the platform at the server and at a fresh SQLite warehouse, on a
    fresh instance configured as the repo's dagster.yaml, in ranged runs of the assets' own
@@ -79,10 +79,10 @@ from backfill import (
 from ui_graphql import PAGES, UI_QUERIES, Target, ui_document
 from ui_prototypes import PROTOTYPES
 
-from flower_assets.assets import flower_auction_assets
-from flower_assets.categories import Category
-from flower_assets.market import day_items
-from flower_assets.testing import FakeAtServer
+from flower_assets.defs.assets import flower_auction_assets
+from flower_assets.sample.fake_at_server import FakeAtServer
+from flower_assets.sample.market import day_items
+from flower_assets.source.categories import Category
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from flower_assets import settings
-from flower_assets.assets import GROUP, bidding_flowers, flower_auction_assets
-from flower_assets.checks import flower_auction_checks
-from flower_assets.partitions import SEOUL_TIMEZONE, auction_date_partitions
-from flower_assets.resources import default_resources
-from flower_assets.schedules import build_daily_schedule
-from flower_assets.sensors import AlertResource, build_alert_sensor
+from flower_assets.defs.assets import GROUP, bidding_flowers, flower_auction_assets
+from flower_assets.defs.checks import flower_auction_checks
+from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
+from flower_assets.defs.resources import default_resources
+from flower_assets.defs.schedules import build_daily_schedule
+from flower_assets.defs.sensors import AlertResource, build_alert_sensor
 
 LIVE = settings.env(settings.API_KEY_ENV) is not None
 

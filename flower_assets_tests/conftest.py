@@ -17,12 +17,12 @@ import psycopg2
 import pytest
 import yaml
 
-from flower_assets.assets import flower_auction_assets
-from flower_assets.categories import Category
-from flower_assets.checks import flower_auction_checks
-from flower_assets.resources import AtApiResource, IntegrityPolicy, WarehouseResource
-from flower_assets.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
-from flower_assets.warehouse import Warehouse
+from flower_assets.defs.assets import flower_auction_assets
+from flower_assets.defs.checks import flower_auction_checks
+from flower_assets.defs.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.source.categories import Category
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 

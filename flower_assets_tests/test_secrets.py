@@ -25,11 +25,11 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import serialize_value
 
-from flower_assets.categories import Category
-from flower_assets.sample import envelope
-from flower_assets.schemas import TABLES
-from flower_assets.testing import FakeAtServer, Reply
-from flower_assets.warehouse import Warehouse
+from flower_assets.sample.days import envelope
+from flower_assets.sample.fake_at_server import FakeAtServer, Reply
+from flower_assets.source.categories import Category
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import TABLES
 
 from .test_faults_http import (
     DAY,

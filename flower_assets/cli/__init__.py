@@ -1,0 +1,303 @@
+"""`flower-assets` command line: run the pipeline for a range of auction dates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from flower_assets import settings
+from flower_assets.cli import runs
+from flower_assets.sample.days import sample_days
+from flower_assets.warehouse.schemas import TABLES
+
+# The run tags of a ranged run (a backfill's run carries the same).
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@contextmanager
+def local_instance() -> Iterator[dg.DagsterInstance]:
+    """$DAGSTER_HOME's instance, or the repo-local one of ./dagster.yaml in ./.dagster_home."""
+    if settings.env("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+        return
+    home = settings.LOCAL_HOME.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = Path("dagster.yaml")
+    overrides = yaml.safe_load(config.read_text()) if config.exists() else None
+    # A persistent instance rooted in ./.dagster_home, configured as ./dagster.yaml says.
+    with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as instance:
+        yield instance
+
+
+# Runs started here do not go through a code location, so Dagster cannot label them with one.
+# Labelled as the location's own runs are (repository@location, workspace.yaml's
+# location_name), they are listed on flower_auction_job's page and the Overview timeline too.
+RUN_LABEL_TAGS = {".dagster/repository": "__repository__@flower_assets"}
+
+
+def materialize_range(
+    start: date, end: date, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    """Run the whole asset graph for the auction dates start..end in one run."""
+    from flower_assets.definitions import defs
+
+    job = defs.resolve_job_def("flower_auction_job")
+    return job.execute_in_process(
+        instance=instance,
+        tags={
+            PARTITION_RANGE_START_TAG: start.isoformat(),
+            PARTITION_RANGE_END_TAG: end.isoformat(),
+            **RUN_LABEL_TAGS,
+            **runs.process_tags(),
+        },
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+
+
+class Refused(Exception):
+    """Operator input refused before anything is called or written (exit code 2)."""
+
+
+def check_settings() -> None:
+    """Every FLOWER_* setting, read as the code location reads it: the first bad one refuses."""
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+
+
+def check_dates(start: date, end: date) -> None:
+    """Both dates must be auction-date partitions: FLOWER_START_DATE to yesterday in Seoul."""
+    from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
+
+    first_key = auction_date_partitions.get_first_partition_key()
+    last_key = auction_date_partitions.get_last_partition_key()
+    if first_key is None or last_key is None:
+        raise Refused(
+            f"{settings.START_DATE_ENV}={settings.start_date()} leaves no auction date to "
+            f"materialize: it must be yesterday in {SEOUL_TIMEZONE} or earlier"
+        )
+    first, last = date.fromisoformat(first_key), date.fromisoformat(last_key)
+    for flag, day in (("--from", start), ("--to", end)):
+        if not first <= day <= last:
+            raise Refused(
+                f"{flag} {day} is no auction-date partition: valid dates are {first} "
+                f"({settings.START_DATE_ENV}) to {last} (yesterday in {SEOUL_TIMEZONE})"
+            )
+    if end < start:
+        raise Refused(f"--to {end} is before --from {start}")
+
+
+def date_chunks(start: date, end: date, size: int) -> list[tuple[date, date]]:
+    """start..end cut into consecutive ranges of at most `size` dates, as a backfill cuts it."""
+    chunks, first = [], start
+    while first <= end:
+        last = min(first + timedelta(days=size - 1), end)
+        chunks.append((first, last))
+        first = last + timedelta(days=1)
+    return chunks
+
+
+def _chunk_size() -> int:
+    from flower_assets.defs import assets
+
+    return assets.BACKFILL_POLICY.max_partitions_per_run or 1
+
+
+def _short(error) -> str:
+    """`Class: message` of a serialized error, without the class's module path."""
+    text = error.message.strip()
+    head, sep, rest = text.partition(": ")
+    if sep and error.cls_name and head.endswith(error.cls_name) and " " not in head:
+        return f"{error.cls_name}: {rest}"
+    return text
+
+
+def failure_causes(error) -> list[str]:
+    """The error's own message and its chained causes, without Dagster's step wrapper."""
+    chain = []
+    while error is not None:
+        if error.cls_name != "DagsterExecutionStepExecutionError":
+            chain.append(_short(error))
+        error = error.cause or error.context
+    return chain
+
+
+def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step with its cause; the run's own error only when no step failed."""
+    lines: list[str] = []
+    for wanted in ("is_step_failure", "is_run_failure"):
+        for event in result.all_events:
+            error = getattr(event.event_specific_data, "error", None)
+            if not getattr(event, wanted) or error is None:
+                continue
+            causes = failure_causes(error) or [_short(error)]
+            where = f"step {event.step_key}" if event.step_key else "run"
+            lines.append(f"{where} failed: {causes[0]}")
+            lines.extend(f"  caused by: {cause}" for cause in causes[1:])
+        if lines:
+            break
+    return lines
+
+
+def _table_counts() -> tuple[str, dict[str, int]]:
+    from flower_assets.warehouse.database import Warehouse
+
+    with Warehouse.open(settings.database_url()) as warehouse:
+        warehouse.ensure_schema()
+        counts = {table.name: warehouse.row_count(table) for table in TABLES}
+        return warehouse.location, counts
+
+
+def _dates(first: date, last: date) -> str:
+    n = (last - first).days + 1
+    return f"{first}" if n == 1 else f"{first} to {last}, {n} dates"
+
+
+def _run(args: argparse.Namespace) -> int:
+    start, end = args.start, args.end or args.start
+    try:
+        check_settings()
+        check_dates(start, end)
+    except Refused as exc:
+        print(f"flower-assets materialize: {exc}", file=sys.stderr)
+        return 2
+    mode = (
+        "sample data bundled with the package"
+        if not settings.env(settings.API_KEY_ENV)
+        else "the aT API"
+    )
+    size = _chunk_size()
+    chunks = date_chunks(start, end, size)
+    print(
+        f"Materializing auction dates {start} to {end} from {mode} in {len(chunks)} run(s) "
+        f"of at most {size} dates …",
+        flush=True,
+    )
+    from flower_assets.defs.assets import API_POOL
+
+    with local_instance() as instance:
+        for run_id in runs.release_dead_runs(instance):
+            print(
+                f"Run {run_id}: its process is gone (killed or crashed); marked failed, its "
+                f"pool slots freed.",
+                flush=True,
+            )
+        try:
+            runs.wait_for_pool(instance, API_POOL, lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            print("Stopped while waiting for the pool; nothing was started.", file=sys.stderr)
+            return 130
+        for number, (first, last) in enumerate(chunks, 1):
+            result = materialize_range(first, last, instance)
+            run_id, success = result.run_id, result.success
+            failures = [] if success else _failures(result)
+            del result  # a run's events are not kept: memory stays flat over a long range
+            label = f"Run {number}/{len(chunks)} {run_id} ({_dates(first, last)})"
+            if not success:
+                for line in failures:
+                    print(line, file=sys.stderr)
+                print(f"{label} failed.", file=sys.stderr)
+                if last < end:
+                    print(
+                        f"Stopped: {_dates(last + timedelta(days=1), end)} not attempted. "
+                        f"Earlier runs are stored; to go on: flower-assets materialize "
+                        f"--from {first} --to {end}",
+                        file=sys.stderr,
+                    )
+                return 1
+            print(f"{label} succeeded.", flush=True)
+    location, counts = _table_counts()
+    print(f"Warehouse: {location}")
+    width = max(map(len, counts))
+    for name, count in counts.items():
+        print(f"  {name:<{width}}  {count:>8} rows")
+    print("Browse the runs and assets with: uv run dagster dev  (then open http://127.0.0.1:3000)")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from flower_assets.sample.days import SAMPLE_KEY
+    from flower_assets.source.cache import estimate_backfill, key_fingerprint, kst_today
+    from flower_assets.warehouse.database import Warehouse
+
+    try:
+        check_settings()
+        check_dates(args.start, args.end)
+    except Refused as exc:
+        print(f"flower-assets backfill-estimate: {exc}", file=sys.stderr)
+        return 2
+    key = settings.env(settings.API_KEY_ENV)
+    quota = settings.daily_quota()
+    days = [args.start + timedelta(days=n) for n in range((args.end - args.start).days + 1)]
+    with Warehouse.open(settings.database_url()) as warehouse:
+        warehouse.ensure_schema()
+        cached = warehouse.cached_dates(args.start, args.end)
+        used = warehouse.api_calls_on(key_fingerprint(key or SAMPLE_KEY), kst_today())
+    estimate = estimate_backfill(
+        days, cached, kst_today(), settings.correction_days(), quota - used, quota
+    )
+    print(f"Auction dates {args.start} to {args.end}: {estimate.dates} dates × 4 categories")
+    print(f"  answers already in the raw response cache: {estimate.answers_cached}")
+    print(f"  API calls needed:                          {estimate.calls_needed}")
+    print(f"  calls left today (KST) for this key:       {max(quota - used, 0)} of {quota}")
+    if not key:
+        print("  FLOWER_API_KEY is unset: sample mode makes no real API calls.")
+    start = (
+        "today" if estimate.calls_left_today > 0 else "after midnight KST (nothing is left today)"
+    )
+    print(f"The backfill spans {estimate.quota_days} quota day(s), starting {start}.")
+    if estimate.quota_days > 1:
+        print(
+            "Each day it stops with QuotaExceeded once the quota is used up; run it again the next"
+            " day and the answers already cached cost nothing."
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    days = sorted(sample_days())
+    parser = argparse.ArgumentParser(prog="flower-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "materialize",
+        help="materialize all four tables for a range of auction dates, in runs of at most "
+        "the assets' backfill policy's dates each (100)",
+        description="Without FLOWER_API_KEY the bundled sample days "
+        f"({days[0]} to {days[-1]}) are used; those are the default range. Dates must be "
+        "auction-date partitions: FLOWER_START_DATE to yesterday in Asia/Seoul.",
+    )
+    run.add_argument(
+        "--from",
+        dest="start",
+        type=date.fromisoformat,
+        default=days[0],
+        help="first auction date (YYYY-MM-DD)",
+    )
+    run.add_argument(
+        "--to",
+        dest="end",
+        type=date.fromisoformat,
+        default=days[-1],
+        help="last auction date, inclusive",
+    )
+    run.set_defaults(handler=_run)
+    estimate = commands.add_parser(
+        "backfill-estimate",
+        help="API calls a backfill of a date range needs, against what the key has left today",
+    )
+    estimate.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
+    estimate.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
+    estimate.set_defaults(handler=_estimate)
+    args = parser.parse_args(argv)
+    return args.handler(args)

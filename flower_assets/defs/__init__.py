@@ -1,0 +1,1 @@
+"""The Dagster glue: assets, checks, partitions, resources, schedules, sensors, alerts."""

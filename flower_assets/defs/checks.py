@@ -1,0 +1,403 @@
+"""Asset checks: what guards each table, judged per auction date on what the warehouse stores.
+
+Each asset's checks are one partitioned `@multi_asset_check` step. It runs after its asset in
+the same run, or on its own for chosen dates (`flower_checks_job`, or a launch with only checks
+selected, as the UI's Execute sends it), reading the warehouse. It logs one evaluation per check
+and auction date, each pointing at that date's latest materialization: Dagster's check state
+counts an evaluation for a date only then (see ../shared/dagster-notes.md), whatever the run's
+range. The rules themselves are the pure functions of `integrity.py`.
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from flower_assets.defs.partitions import auction_date_partitions, auction_dates
+from flower_assets.defs.resources import IntegrityPolicy, WarehouseResource
+from flower_assets.quality import integrity
+from flower_assets.quality.integrity import Outcome
+from flower_assets.source.cache import answer_pages
+from flower_assets.transform.normalize import item_fields, split_loadable
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, Table
+
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    severity: dg.AssetCheckSeverity = ERROR
+    # Blocking is per auction date: a date that fails keeps its previous normalized version,
+    # the other dates of the run load (see assets.py).
+    blocking: bool = False
+
+    @property
+    def full_description(self) -> str:
+        effect = (
+            "blocking: a date that fails keeps its previous version in flower_types, flowers "
+            "and bidding_flowers; the run's other dates load"
+            if self.blocking
+            else "not blocking"
+        )
+        return f"{self.description} Severity {self.severity.value}; {effect}."
+
+
+RAW_CHECKS = (
+    Check(
+        "schema_conforms",
+        "Items carry exactly the documented fields (lvNm, not lv …) and only the four known "
+        "categories. Tolerates nothing: one drifting item fails the date.",
+        blocking=True,
+    ),
+    Check(
+        "rejected_share_within_threshold",
+        "The share of the date's rows that cannot be loaded stays within "
+        "FLOWER_MAX_REJECTED_SHARE (default 1%); rejected rows are kept with their reason.",
+        blocking=True,
+    ),
+    Check(
+        "answer_complete",
+        "Each category's answer is one page, or its pages repeat no row: ties in totQty reorder "
+        "rows between calls, so a repeated row means the walk skipped as many.",
+    ),
+    Check(
+        "no_duplicate_keys",
+        "No two rows share (date, category, item, variety, grade), names compared in their "
+        "normalized form (NFC, no invisible characters, trimmed); the server aggregates on this "
+        "key, so a duplicate is a source fault (kept in quarantine).",
+    ),
+    Check("dates_match_partition", "Every item's saleDate is the auction date asked for."),
+    Check(
+        "expected_auction_day",
+        "A category silent on a weekday it traded on in 6 of the last 8 same weekdays is "
+        "flagged, so a gap is never taken for a holiday unseen.",
+        severity=WARN,
+    ),
+)
+
+
+def _master_checks(things: str, scope: str) -> tuple[Check, ...]:
+    return (
+        Check(
+            "no_lookalike_names",
+            f"No {things[:-1]} traded on the date has a name that differs from another's "
+            f"within its {scope} only in Unicode form (NFC/NFD) or invisible characters: such "
+            "twins split one price history.",
+        ),
+        Check(
+            "seen_dates_match_records",
+            f"{things.capitalize()} traded on the date have first_seen_date ≤ date ≤ "
+            f"last_seen_date, and {things} first or last seen on the date have a record on it "
+            "(a correction can remove the last record).",
+        ),
+    )
+
+
+FLOWER_TYPES_CHECKS = _master_checks("items", "category")
+FLOWERS_CHECKS = _master_checks("varieties", "item")
+BIDDING_CHECKS = (
+    Check(
+        "prices_ordered",
+        "min_price ≤ avg_price ≤ max_price. About 0.08% of published records break it "
+        f"(settlement rounding): fails only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} "
+        "of the date's records.",
+    ),
+    Check(
+        "totals_consistent",
+        "|avg_price × quantity − total_price| ≤ quantity / 2 (the server's rounding); fails "
+        f"only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} of the date's records.",
+    ),
+    Check(
+        "reconciles_with_raw",
+        "Per category, raw rows = loaded rows + rejected rows: nothing is lost. A blocked date "
+        "fails it until its raw content loads.",
+    ),
+    Check(
+        "price_anomalies",
+        "Average prices far outside the variety-and-grade's trailing 28-auction-day history "
+        "(robust z-score > 5 and at least ×2 or ÷2).",
+        severity=WARN,
+    ),
+)
+
+
+def blocked_by(checks: tuple[Check, ...], outcomes: dict[str, Outcome]) -> str | None:
+    """The failed blocking checks of one date, as a sentence, or None if it may load."""
+    failed = [
+        f"{check.name}: {outcomes[check.name].summary}"
+        for check in checks
+        if check.blocking and not outcomes[check.name].passed
+    ]
+    return "; ".join(failed) or None
+
+
+# The raw step judges each date it stores (its blocking checks decide what loads); the raw
+# checks step of the same run takes those outcomes instead of decoding the items again. Keyed
+# by run, warehouse and date: any other run judges what the warehouse holds.
+_RAW_OUTCOMES: dict[tuple[str, str, date], dict[str, Outcome]] = {}
+
+
+def remember_raw_outcomes(
+    run_id: str, location: str, day: date, outcomes: dict[str, Outcome]
+) -> None:
+    for key in [key for key in _RAW_OUTCOMES if key[0] != run_id]:
+        del _RAW_OUTCOMES[key]  # an earlier run of this process whose checks did not run
+    _RAW_OUTCOMES[(run_id, location, day)] = outcomes
+
+
+Judge = Callable[
+    [dg.AssetCheckExecutionContext, Warehouse, list[date], IntegrityPolicy],
+    Iterator[tuple[date, dict[str, Outcome]]],
+]
+
+
+def judge_raw(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    policy: IntegrityPolicy,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
+    for day in days:
+        remembered = _RAW_OUTCOMES.pop((context.run.run_id, wh.location, day), None)
+        if remembered is not None:
+            yield day, remembered
+            continue
+        decoded = item_fields(wh.read_partition(RAW, day))
+        _, rejected = split_loadable(decoded)
+        pages, repeated = answer_pages(wh, day)
+        earlier = calendar.filter(pl.col("auction_date") < day)
+        yield (
+            day,
+            integrity.judge_raw(
+                day, decoded, rejected, earlier, policy.max_rejected_share, pages, repeated
+            ),
+        )
+
+
+def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
+    def judge(
+        context: dg.AssetCheckExecutionContext,
+        wh: Warehouse,
+        days: list[date],
+        policy: IntegrityPolicy,
+    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+        master = wh.read_table(table)
+        twins = integrity.lookalike_twins(master, scope)  # a property of the whole master
+        traded = by_date(wh.traded_varieties(days[0], days[-1]))
+        empty = pl.Series(id_column, [], dtype=pl.Int64)
+        for day in days:
+            referenced = traded[day][id_column].unique() if day in traded else empty
+            yield (
+                day,
+                {
+                    "no_lookalike_names": integrity.lookalike_names(twins, scope, referenced),
+                    "seen_dates_match_records": integrity.seen_dates_match_records(
+                        master, referenced, day
+                    ),
+                },
+            )
+
+    return judge
+
+
+def by_date(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
+    """The rows of each auction date, split once instead of filtered per date."""
+    return {key[0]: part for key, part in frame.partition_by("auction_date", as_dict=True).items()}
+
+
+def labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
+    """flower_id -> category, item and variety names, for check samples a person can read."""
+    return varieties.join(items, left_on="flower_type_id", right_on="id").select(
+        pl.col("id").alias("flower_id"),
+        "flower_gubn",
+        pl.col("name_right").alias("item"),
+        pl.col("name").alias("variety"),
+    )
+
+
+def judge_bidding(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    policy: IntegrityPolicy,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    named = labels(wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS))
+    # Price history for the anomaly rule reaches back before the first date.
+    records = wh.read_range(
+        BIDDING, integrity.history_window_start(days[0]), days[-1], BIDDING.columns
+    ).join(named, on="flower_id", how="left")
+    history = records.select("auction_date", "flower_id", "grade", "avg_price")
+    stored = by_date(records)
+    raw = by_date(wh.rows_per_date_and_category(RAW, days[0], days[-1]))
+    rejected = by_date(wh.rows_per_date_and_category(REJECTED, days[0], days[-1]))
+
+    def per_category(counts: dict[date, pl.DataFrame], day: date) -> dict[str, int]:
+        return dict(counts[day].select("flower_gubn", "rows").rows()) if day in counts else {}
+
+    for day in days:
+        today = stored.get(day, records.clear())
+        window = history.filter(
+            pl.col("auction_date").is_between(integrity.history_window_start(day), day, "left")
+        )
+        yield (
+            day,
+            {
+                "prices_ordered": integrity.prices_ordered(today),
+                "totals_consistent": integrity.totals_consistent(today),
+                "reconciles_with_raw": integrity.reconciles(
+                    per_category(raw, day),
+                    dict(today.group_by("flower_gubn").len().rows()),
+                    per_category(rejected, day),
+                ),
+                "price_anomalies": integrity.price_anomalies(today, window, day),
+            },
+        )
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")[:120]
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * frame.width]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.rows()]
+    return "\n".join(lines)
+
+
+def _metadata(outcome: Outcome) -> dict[str, object]:
+    metadata: dict[str, object] = {"summary": outcome.summary}
+    for key, value in outcome.metadata.items():
+        metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict | list) else value
+    if outcome.sample is not None:
+        metadata["sample"] = dg.MetadataValue.md(markdown_table(outcome.sample))
+    return metadata
+
+
+def _target(record: dg.EventLogRecord) -> object:
+    # AssetCheckEvaluation's public `target_materialization_data` takes a record type that
+    # Dagster exports only through its serialized form, which event logs persist (so it stays
+    # readable across releases): build it from that form instead of a private import.
+    return dg.deserialize_value(
+        json.dumps(
+            {
+                "__class__": "AssetCheckEvaluationTargetMaterializationData",
+                "storage_id": record.storage_id,
+                "run_id": record.run_id,
+                "timestamp": record.timestamp,
+            }
+        )
+    )
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]
+) -> dict[str, object]:
+    """Each partition's latest materialization, as a check evaluation's target."""
+    found: dict[str, dg.EventLogRecord] = {}
+    # After a run of the asset the newest len(partitions) records are usually exactly these.
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions),
+        limit=len(partitions),
+    ).records
+    for record in records:
+        found.setdefault(record.partition_key, record)
+    for partition in [p for p in partitions if p not in found]:
+        latest = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+        ).records
+        if latest:
+            found[partition] = latest[0]
+    return {partition: _target(record) for partition, record in found.items()}
+
+
+def build_asset_checks(
+    asset: str,
+    checks: tuple[Check, ...],
+    judge: Judge,
+    additional_deps: tuple[str, ...] = (),
+) -> dg.AssetChecksDefinition:
+    """One step that judges the asset's checks for each auction date of its run."""
+    specs = {
+        check.name: dg.AssetCheckSpec(
+            check.name,
+            asset=asset,
+            description=check.full_description,
+            blocking=check.blocking,
+            partitions_def=auction_date_partitions,
+            additional_deps=list(additional_deps),
+        )
+        for check in checks
+    }
+    severity = {check.name: check.severity for check in checks}
+    asset_key = dg.AssetKey(asset)
+
+    @dg.multi_asset_check(
+        name=f"{asset}_checks",
+        specs=list(specs.values()),
+        can_subset=True,
+        description=f"The checks of {asset}, judged per auction date on the stored table.",
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        integrity_policy: IntegrityPolicy,
+    ):
+        if not (context.has_partition_key or context.has_partition_key_range):
+            raise dg.Failure(
+                f"{asset}: no auction date chosen. These checks judge one date at a time: launch "
+                "flower_checks_job (or materialize the asset) for a date or a range of dates from "
+                "its Partitions tab."
+            )
+        days = auction_dates(context)
+        selected = [key.name for key in context.selected_asset_check_keys if key.name in specs]
+        targets = latest_materializations(
+            context.instance, asset_key, [day.isoformat() for day in days]
+        )
+        with warehouse.open() as wh:
+            for day, outcomes in judge(context, wh, days, integrity_policy):
+                for name in selected:
+                    outcome = outcomes[name]
+                    if not outcome.passed:
+                        log = context.log.error if severity[name] == ERROR else context.log.warning
+                        log(f"{asset} {day}: check {name} failed: {outcome.summary}")
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=asset_key,
+                        check_name=name,
+                        passed=outcome.passed,
+                        severity=severity[name],
+                        metadata=_metadata(outcome),
+                        description=outcome.summary,
+                        partition=day.isoformat(),
+                        target_materialization_data=targets.get(day.isoformat()),
+                    )
+        # The check outputs: they order downstream steps after blocking checks (per-date
+        # blocking itself is in the assets' upload-log gate).
+        for name in selected:
+            yield dg.Output(None, output_name=specs[name].get_python_identifier())
+
+    return _checks
+
+
+raw_checks = build_asset_checks(RAW.name, RAW_CHECKS, judge_raw)
+# The masters' first/last seen dates are judged against the records, so after bidding_flowers.
+flower_types_checks = build_asset_checks(
+    FLOWER_TYPES.name,
+    FLOWER_TYPES_CHECKS,
+    _judge_master("flower_type_id", FLOWER_TYPES, "flower_gubn"),
+    additional_deps=(BIDDING.name,),
+)
+flowers_checks = build_asset_checks(
+    FLOWERS.name,
+    FLOWERS_CHECKS,
+    _judge_master("flower_id", FLOWERS, "flower_type_id"),
+    additional_deps=(BIDDING.name,),
+)
+bidding_checks = build_asset_checks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
+flower_auction_checks = [raw_checks, flower_types_checks, flowers_checks, bidding_checks]

@@ -1,0 +1,1 @@
+"""Pure polars steps: raw typing, quarantine, masters, records, corrections, unchanged content."""

@@ -1,0 +1,71 @@
+"""The unchanged-content rule: what each date holds, and which steps still have work to do.
+
+The raw step hashes each date's items and logs the hash with the date's status: `success` (fit
+to load) or `blocked` (stored verbatim, but a blocking check failed, so the normalized tables
+keep their previous version of the date). The normalizing steps log the hash they processed; a
+date whose current content a step has already processed is recorded but not rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+NORMALIZING_ASSETS = ("flower_types", "flowers", "bidding_flowers")
+# Upload-log statuses of a date whose raw rows are stored.
+LOADABLE = "success"
+BLOCKED = "blocked"
+
+
+def content_hash(raw: pl.DataFrame) -> str:
+    """SHA-256 over the date's items (category and exact text), independent of their order."""
+    lines = raw.select(pl.concat_str("flower_gubn", pl.lit("\t"), "raw_item")).to_series().sort()
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _latest(logs: pl.DataFrame, by: list[str], statuses: tuple[str, ...]) -> pl.DataFrame:
+    done = logs.filter(pl.col("status").is_in(statuses)).sort("finished_at")
+    return done.group_by(by, maintain_order=True).last()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The raw content stored for a date: its hash, and why it is blocked (None if loadable)."""
+
+    content_hash: str
+    blocked_by: str | None
+
+
+def stored_raw(uploads: pl.DataFrame) -> dict[date, Stored]:
+    """Per auction date, the content the raw table holds (the last upload that stored rows)."""
+    last = _latest(uploads, ["auction_date"], (LOADABLE, BLOCKED))
+    return {
+        day: Stored(content, error if status == BLOCKED else None)
+        for day, content, status, error in last.select(
+            "auction_date", "content_hash", "status", "error_text"
+        ).rows()
+    }
+
+
+def processed(processes: pl.DataFrame, asset: str) -> dict[date, str]:
+    """Per auction date, the raw content hash the asset last processed successfully."""
+    last = _latest(processes.filter(pl.col("asset") == asset), ["auction_date"], (LOADABLE,))
+    return dict(last.select("auction_date", "raw_content_hash").rows())
+
+
+def pending(days: list[date], stored: dict[date, Stored], done: dict[date, str]) -> list[date]:
+    """Loadable dates whose stored raw content is not the one a step last processed (`done`)."""
+    return [
+        day
+        for day in days
+        if day in stored
+        and stored[day].blocked_by is None
+        and done.get(day) != stored[day].content_hash
+    ]

@@ -1,0 +1,1 @@
+"""The warehouse: table declarations, migrations, and the SQLite / PostgreSQL writers."""

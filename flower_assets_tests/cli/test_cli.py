@@ -1,0 +1,321 @@
+"""The commands a user types, run as subprocesses the way they would run them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+
+from flower_assets import settings
+from flower_assets.sample.days import envelope
+from flower_assets.sample.fake_at_server import FakeAtServer, Reply
+from flower_assets.sample.market import day_items
+from flower_assets.source.cache import kst_today
+from flower_assets.source.categories import Category
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import TABLES
+from flower_assets_tests.conftest import TEST_KEY, _drop_tables
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "DAGSTER_"))}
+    env["DAGSTER_DISABLE_TELEMETRY"] = "yes"
+    env.update(extra)
+    return env
+
+
+def counts(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers")
+        }
+
+
+def test_materialize_command_runs_the_sample_days_and_says_where_the_tables_are(tmp_path):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    done = subprocess.run(
+        [BIN / "flower-assets", "materialize"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    warehouse = tmp_path / ".dagster_home" / "flower_warehouse.sqlite"
+    assert f"Warehouse: {warehouse}" in done.stdout
+    assert "sample data" in done.stdout
+    tables = counts(warehouse)
+    assert all(n > 0 for n in tables.values()), tables
+    assert tables["bidding_flowers"] == tables["public_bidding_flowers"]
+    # The run is recorded in the repo-local instance that `dagster dev` shows.
+    assert (tmp_path / ".dagster_home" / "storage").is_dir()
+
+
+def test_dagster_cli_materializes_one_date_from_the_live_client(tmp_path, postgres_url):
+    _drop_tables(postgres_url)
+    with FakeAtServer(lambda day, category: day_items(day, category)) as server:
+        done = subprocess.run(
+            [
+                BIN / "dagster",
+                "asset",
+                "materialize",
+                "-m",
+                "flower_assets",
+                "--select",
+                "*",
+                "--partition",
+                "2024-05-10",
+            ],
+            cwd=tmp_path,
+            env=clean_env(
+                FLOWER_API_KEY=TEST_KEY,
+                FLOWER_API_BASE_URL=server.url,
+                FLOWER_DATABASE_URL=postgres_url,
+                DAGSTER_HOME=str(tmp_path),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        calls = list(server.requests)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(calls) == 4 and {c["flowerGubn"] for c in calls} == {"1", "2", "3", "4"}
+    assert TEST_KEY not in done.stdout + done.stderr
+    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM bidding_flowers WHERE auction_date = '2024-05-10'")
+        expected = sum(len(day_items(date(2024, 5, 10), c)) for c in Category)
+        assert cursor.fetchone()[0] == expected
+    conn.close()
+
+
+def run_cli(tmp_path: Path, *args: str, server: FakeAtServer, **env: str):
+    """`flower-assets materialize ARGS` against the fake server, warehouse and instance in tmp_path."""
+    settings_env = {
+        "FLOWER_API_KEY": TEST_KEY,
+        "FLOWER_API_BASE_URL": server.url,
+        "FLOWER_DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.sqlite'}",
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        **env,
+    }
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return subprocess.run(
+        [BIN / "flower-assets", "materialize", *args],
+        cwd=tmp_path,
+        env=clean_env(**settings_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _yesterday() -> date:
+    return kst_today() - timedelta(days=1)
+
+
+def _tomorrow() -> date:
+    return kst_today() + timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (lambda: ["--from", "2030-01-01", "--to", "2030-01-01"], lambda: "2030-01-01"),
+        (lambda: ["--from", str(_tomorrow()), "--to", str(_tomorrow())], lambda: str(_tomorrow())),
+        (
+            lambda: ["--from", "2024-05-10", "--to", str(_tomorrow())],
+            lambda: str(_tomorrow()),
+        ),
+        (lambda: ["--from", "2024-04-30", "--to", "2024-05-10"], lambda: "2024-04-30"),
+    ],
+    ids=["2030", "tomorrow", "to-tomorrow", "before-start-date"],
+)
+def test_materialize_refuses_dates_that_are_no_partition_before_any_call_or_write(
+    tmp_path, args, named
+):
+    with FakeAtServer(lambda day, category: day_items(day, category, 0.05)) as server:
+        done = run_cli(tmp_path, *args(), server=server, FLOWER_START_DATE="2024-05-01")
+        calls = list(server.requests)
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert named() in lines[0]
+    # The valid range: FLOWER_START_DATE to yesterday in Asia/Seoul, the last partition.
+    assert "2024-05-01" in lines[0] and str(_yesterday()) in lines[0], lines[0]
+    assert calls == []
+    assert not (tmp_path / "warehouse.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FLOWER_API_DAILY_QUOTA", "0"), ("FLOWER_API_BASE_URL", "not-a-url")],
+)
+def test_materialize_refuses_bad_settings_before_any_call_or_write(tmp_path, variable, value):
+    with FakeAtServer(lambda day, category: day_items(day, category, 0.05)) as server:
+        done = run_cli(
+            tmp_path,
+            "--from",
+            "2024-05-10",
+            "--to",
+            "2024-05-10",
+            server=server,
+            **{variable: value},
+        )
+        calls = list(server.requests)
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0] and repr(value) in lines[0], done.stderr
+    assert "resultCd" not in done.stderr
+    assert calls == []
+    assert not (tmp_path / "warehouse.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "getter"),
+    [
+        ("FLOWER_API_DAILY_QUOTA", "0", settings.daily_quota),
+        ("FLOWER_API_BASE_URL", "not-a-url", settings.api_base_url),
+        ("FLOWER_API_BASE_URL", "ftp://example.org/api", settings.api_base_url),
+        ("FLOWER_API_BASE_URL", "https:///no-host", settings.api_base_url),
+    ],
+)
+def test_settings_refuse_bad_values_naming_the_variable(monkeypatch, variable, value, getter):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        getter()
+
+
+def test_settings_accept_good_values(monkeypatch):
+    monkeypatch.setenv("FLOWER_API_DAILY_QUOTA", "1")
+    monkeypatch.setenv("FLOWER_API_BASE_URL", "http://127.0.0.1:8080/api/returnData.api")
+    assert settings.daily_quota() == 1
+    assert settings.api_base_url() == "http://127.0.0.1:8080/api/returnData.api"
+
+
+def test_a_failed_step_shows_the_cause_not_only_dagsters_wrapper(tmp_path):
+    def fault(params: dict[str, str], number: int) -> Reply | None:
+        if params.get("flowerGubn") == "1":
+            return Reply(body=envelope("1", "서비스 키 오류입니다.", []))
+        return None
+
+    with FakeAtServer(lambda day, category: day_items(day, category, 0.05), fault) as server:
+        done = run_cli(tmp_path, "--from", "2024-05-10", "--to", "2024-05-10", server=server)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    # Not only in Dagster's log lines: the CLI's own report of the failed step names the cause.
+    report = done.stderr[done.stderr.rindex("step public_bidding_flowers failed") :]
+    assert "aT API, auction date 2024-05-10, 절화 (cut flowers): resultCd 1" in report, report
+    assert TEST_KEY not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def in_process_cli(tmp_path, monkeypatch):
+    """`flower_assets.cli.main` in this process, in sample mode, on a warehouse in tmp_path."""
+    for name in list(os.environ):
+        if name.startswith("FLOWER_"):
+            monkeypatch.delenv(name)
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    monkeypatch.setenv("FLOWER_DATABASE_URL", url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    # The code location reads the environment when imported: import it afresh for this one.
+    monkeypatch.delitem(sys.modules, "flower_assets.definitions", raising=False)
+    from flower_assets import cli
+
+    return cli, url
+
+
+@pytest.fixture
+def chunks_of_three(monkeypatch):
+    """A backfill policy of 3 dates a run, so that a sample week takes several runs."""
+    import flower_assets.defs.assets
+
+    monkeypatch.setattr(
+        flower_assets.defs.assets,
+        "BACKFILL_POLICY",
+        dg.BackfillPolicy.multi_run(max_partitions_per_run=3),
+    )
+
+
+def test_a_range_longer_than_the_backfill_policy_runs_in_chunks(
+    in_process_cli, chunks_of_three, capsys
+):
+    cli, _ = in_process_cli
+    assert cli.main(["materialize", "--from", "2024-05-06", "--to", "2024-05-12"]) == 0
+    out = capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 3
+    ranges = sorted(
+        (
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+        )
+        for r in runs
+    )
+    assert ranges == [
+        ("2024-05-06", "2024-05-08"),
+        ("2024-05-09", "2024-05-11"),
+        ("2024-05-12", "2024-05-12"),
+    ]
+    assert all(r.is_success for r in runs)
+    for run in runs:
+        assert run.run_id in out
+
+
+def test_row_counts_are_counted_by_the_database_without_reading_rows(
+    in_process_cli, monkeypatch, capsys
+):
+    cli, url = in_process_cli
+    read: list[str] = []
+    original = Warehouse.read_table
+
+    def recording(self, table):
+        read.append(table.name)
+        return original(self, table)
+
+    monkeypatch.setattr(Warehouse, "read_table", recording)
+    assert cli.main(["materialize", "--from", "2024-05-09", "--to", "2024-05-10"]) == 0
+    out = capsys.readouterr().out
+    # The assets themselves read the two small masters whole; counting reads no table.
+    assert set(read) <= {"flower_types", "flowers"}, sorted(set(read))
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        for table in TABLES:
+            n = conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
+            line = next(line for line in out.splitlines() if line.split()[:1] == [table.name])
+            assert int(line.split()[1]) == n, (table.name, line, n)
+
+
+def test_a_range_stops_at_the_first_failed_chunk_and_says_why(
+    in_process_cli, chunks_of_three, capsys
+):
+    cli, _ = in_process_cli
+    # Sample mode ships 2024-05-06…12 only: the third chunk (05-12…14) fails on 05-13.
+    assert cli.main(["materialize", "--from", "2024-05-06", "--to", "2024-05-16"]) == 1
+    captured = capsys.readouterr()
+    with dg.DagsterInstance.get() as instance:
+        runs = sorted(
+            instance.get_runs(), key=lambda r: r.tags["dagster/asset_partition_range_start"]
+        )
+    assert [r.tags["dagster/asset_partition_range_start"] for r in runs] == [
+        "2024-05-06",
+        "2024-05-09",
+        "2024-05-12",
+    ]
+    assert [r.is_success for r in runs] == [True, True, False]
+    assert f"Run 3/4 {runs[2].run_id} (2024-05-12 to 2024-05-14, 3 dates) failed." in captured.err
+    report = captured.err[captured.err.rindex("step public_bidding_flowers failed") :]
+    assert "2024-05-13" in report and "sample mode ships only the auction dates" in report, report
+    assert "Stopped: 2024-05-15 to 2024-05-16, 2 dates not attempted." in captured.err

@@ -1,0 +1,213 @@
+"""Pure integrity checks: they fire on constructed bad data and stay quiet on normal data."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from flower_assets.quality import integrity
+from flower_assets.source.categories import Category
+from flower_assets.source.envelope import ApiItem
+from flower_assets.transform.normalize import raw_rows, split_loadable
+from flower_assets_tests.conftest import item
+
+DAY = date(2024, 5, 10)  # a Friday
+
+
+def raw(*rows: dict) -> pl.DataFrame:
+    items = [ApiItem(raw=json.dumps(r, ensure_ascii=False).encode(), fields=r) for r in rows]
+    return raw_rows(items, DAY, Category.CUT_FLOWERS, datetime(2024, 5, 10, tzinfo=UTC))
+
+
+def test_schema_drift_names_the_renamed_field():
+    renamed = {k: v for k, v in item().items() if k != "lvNm"} | {"lv": "특1"}
+    outcome = integrity.schema_drift(raw(renamed, renamed))
+    assert not outcome.passed
+    assert "field lvNm missing in 2 of 2 items" in outcome.summary
+    assert "unexpected field lv in 2 items (renamed?)" in outcome.summary
+
+
+def test_schema_drift_counts_odd_items_among_usual_ones():
+    extra = item(good="b") | {"origin": "콜롬비아"}
+    missing = {k: v for k, v in item(good="c").items() if k != "totAmt"}
+    null_valued = item(good="d") | {"maxAmt": None}  # present, so not missing
+    outcome = integrity.schema_drift(raw(item(), extra, missing, null_valued, item(good="e")))
+    assert not outcome.passed
+    assert outcome.metadata["problems"] == [
+        "field totAmt missing in 1 of 5 items",
+        "unexpected field origin in 1 items (renamed?)",
+    ]
+
+
+def test_schema_drift_names_an_unknown_category_and_passes_normal_items():
+    assert "unknown category '다육'" in integrity.schema_drift(raw(item(gubn="다육"))).summary
+    assert integrity.schema_drift(raw(item(), item(good="b"))).passed
+    assert integrity.schema_drift(raw()).passed
+
+
+def test_rejected_share_against_the_threshold():
+    frame = raw(*[item(good=f"v{i}") for i in range(99)], item(good="bad", tot_qty="x"))
+    _, rejected = split_loadable(frame)
+    assert integrity.rejected_share(frame.height, rejected, 0.01).passed  # exactly 1 %
+    failing = integrity.rejected_share(frame.height, rejected, 0.005)
+    assert not failing.passed and "non_numeric_amount" in failing.summary
+    assert failing.metadata["rejected"] == 1
+
+
+def test_duplicate_keys_and_dates():
+    assert not integrity.duplicate_keys(raw(item(), item(avg_amt="1"))).passed
+    assert integrity.duplicate_keys(raw(item(), item(grade="상1"))).passed
+    wrong = integrity.dates_match(raw(item(day="2024-05-09"), item(good="x")))
+    assert not wrong.passed and "'2024-05-09'" in wrong.summary
+    assert integrity.dates_match(raw(item())).passed
+
+
+def records(**columns) -> pl.DataFrame:
+    base = {
+        "auction_date": [DAY],
+        "flower_id": [1],
+        "grade": ["특1"],
+        "quantity": [3],
+        "max_price": [120],
+        "min_price": [80],
+        "avg_price": [100],
+        "total_price": [300],
+    }
+    return pl.DataFrame(base | {k: [v] for k, v in columns.items()})
+
+
+def test_prices_ordered_and_totals_consistent():
+    assert integrity.prices_ordered(records()).passed
+    assert not integrity.prices_ordered(records(avg_price=130)).passed
+    assert integrity.totals_consistent(records(total_price=301)).passed  # rounding
+    assert not integrity.totals_consistent(records(total_price=400)).passed
+
+
+def test_reconciliation_names_the_category_that_lost_rows():
+    assert integrity.reconciles({"절화": 10}, {"절화": 8}, {"절화": 2}).passed
+    lost = integrity.reconciles({"절화": 10, "난": 3}, {"절화": 8}, {"절화": 2})
+    assert not lost.passed and "난 (raw 3, loaded 0, rejected 0)" in lost.summary
+
+
+def price_history(prices: list[int], flower_id: int = 1) -> pl.DataFrame:
+    days = [DAY - timedelta(days=2 * (n + 1)) for n in range(len(prices))]
+    return pl.DataFrame(
+        {
+            "auction_date": days,
+            "flower_id": [flower_id] * len(prices),
+            "grade": ["특1"] * len(prices),
+            "avg_price": prices,
+        }
+    )
+
+
+NORMAL = [10_000, 10_400, 9_800, 10_100, 9_900, 10_300, 9_700, 10_200, 10_050, 9_950, 10_150, 9_850]
+
+
+def test_price_anomaly_fires_on_a_spike_and_stays_quiet_on_normal_prices():
+    spike = integrity.price_anomalies(records(avg_price=41_000), price_history(NORMAL), DAY)
+    assert not spike.passed and spike.metadata["anomalies"] == 1
+    assert spike.sample["robust_z"][0] > 5 and spike.sample["ratio"][0] == 4.09
+    assert integrity.price_anomalies(records(avg_price=10_600), price_history(NORMAL), DAY).passed
+    # A crash is as suspicious as a spike.
+    assert not integrity.price_anomalies(
+        records(avg_price=2_000), price_history(NORMAL), DAY
+    ).passed
+
+
+def test_price_anomaly_needs_enough_history_and_ignores_later_dates():
+    assert integrity.price_anomalies(
+        records(avg_price=41_000), price_history(NORMAL[:5]), DAY
+    ).passed
+    future = price_history(NORMAL).with_columns(pl.col("auction_date") + timedelta(days=60))
+    assert integrity.price_anomalies(records(avg_price=41_000), future, DAY).passed
+
+
+def calendar(category: str, weeks_traded: list[int]) -> pl.DataFrame:
+    days = [DAY - timedelta(weeks=w) for w in weeks_traded]
+    return pl.DataFrame(
+        {"auction_date": days, "flower_gubn": [category] * len(days), "rows": [500] * len(days)}
+    )
+
+
+def test_expected_auction_day_flags_a_silent_usual_trading_day():
+    silent = integrity.expected_auction_day(DAY, {"절화": 0}, calendar("절화", list(range(1, 9))))
+    assert not silent.passed
+    assert (
+        "절화 has no rows on Friday 2024-05-10 but traded on 8 of the last 8 Fridays"
+        in silent.summary
+    )
+
+
+def test_expected_auction_day_is_quiet_for_rare_categories_and_days_with_rows():
+    assert integrity.expected_auction_day(DAY, {"춘란": 0}, calendar("춘란", [4, 8])).passed
+    assert integrity.expected_auction_day(
+        DAY, {"절화": 700}, calendar("절화", list(range(1, 9)))
+    ).passed
+    assert integrity.expected_auction_day(DAY, {}, calendar("절화", [])).passed
+
+
+def master(names: list[str], first: list[date], last: list[date]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": list(range(1, len(names) + 1)),
+            "flower_gubn": ["절화"] * len(names),
+            "name": names,
+            "first_seen_date": first,
+            "last_seen_date": last,
+        }
+    )
+
+
+def test_lookalike_names_find_unicode_and_invisible_twins_of_the_dates_items():
+    items = master(
+        ["장미", unicodedata.normalize("NFD", "장미"), "국화", "국화\u200b", "백합"],
+        [DAY] * 5,
+        [DAY] * 5,
+    )
+    twins = integrity.lookalike_twins(items, "flower_gubn")
+    outcome = integrity.lookalike_names(twins, "flower_gubn", pl.Series([1, 3]))
+    assert not outcome.passed and outcome.metadata["lookalike_rows"] == 4
+    assert set(outcome.sample["id"]) == {1, 2, 3, 4}
+    # Twins that did not trade on the date are that date's concern, not this one's.
+    assert integrity.lookalike_names(twins, "flower_gubn", pl.Series([5])).passed
+    # Names that only differ by a real character are two things.
+    distinct = master(["장미", "장미꽃"], [DAY] * 2, [DAY] * 2)
+    assert integrity.lookalike_names(
+        integrity.lookalike_twins(distinct, "flower_gubn"), "flower_gubn", pl.Series([1, 2])
+    ).passed
+
+
+def test_seen_dates_must_match_the_dates_records():
+    earlier = DAY - timedelta(days=3)
+    items = master(["장미", "국화"], [earlier, earlier], [DAY, earlier])
+    assert integrity.seen_dates_match_records(items, pl.Series([1]), DAY).passed
+    # A correction removed the last record of 장미 on DAY: its last_seen_date is stale.
+    stale = integrity.seen_dates_match_records(items, pl.Series([], dtype=pl.Int64), DAY)
+    assert not stale.passed and stale.metadata["stale"] == 1
+    # 국화 traded on DAY although its last_seen_date is earlier.
+    outside = integrity.seen_dates_match_records(items, pl.Series([1, 2]), DAY)
+    assert not outside.passed and outside.metadata["outside_range"] == 1
+
+
+def test_price_rules_tolerate_the_published_share_of_inversions_and_catch_a_broken_feed():
+    day = pl.concat([records()] * 999 + [records(min_price=110)])  # 0.1 %: a normal busy day
+    assert integrity.prices_ordered(day).passed
+    assert "1 of 1000 records" in integrity.prices_ordered(day).summary
+    broken = pl.concat([records()] * 90 + [records(min_price=110)] * 10)  # 10 %
+    assert not integrity.prices_ordered(broken).passed
+
+
+def test_answer_complete_fails_when_a_walk_over_pages_repeats_rows():
+    assert integrity.answer_pages_consistent({"절화": 1}, {"절화": 0}).passed
+    short = integrity.answer_pages_consistent({"절화": 3, "난": 1}, {"절화": 7, "난": 0})
+    assert not short.passed and "절화: 7 rows repeated across 3 pages" in short.summary
+
+
+def test_duplicate_keys_compare_names_trimmed_like_quarantine_does():
+    assert not integrity.duplicate_keys(
+        raw(item(good="레드"), item(good="레드 ", avg_amt="1"))
+    ).passed
