@@ -10,7 +10,6 @@ range. The rules themselves are the pure functions of `integrity.py`.
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
@@ -19,124 +18,18 @@ import polars as pl
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
 from flower_assets.defs.resources import IntegrityPolicy, WarehouseResource
 from flower_assets.quality import integrity
+from flower_assets.quality.catalog import (
+    BIDDING_CHECKS,
+    FLOWER_TYPES_CHECKS,
+    FLOWERS_CHECKS,
+    RAW_CHECKS,
+    Check,
+)
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import answer_pages
 from flower_assets.transform.normalize import item_fields, split_loadable
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, Table
-
-ERROR = dg.AssetCheckSeverity.ERROR
-WARN = dg.AssetCheckSeverity.WARN
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    description: str
-    severity: dg.AssetCheckSeverity = ERROR
-    # Blocking is per auction date: a date that fails keeps its previous normalized version,
-    # the other dates of the run load (see assets.py).
-    blocking: bool = False
-
-    @property
-    def full_description(self) -> str:
-        effect = (
-            "blocking: a date that fails keeps its previous version in flower_types, flowers "
-            "and bidding_flowers; the run's other dates load"
-            if self.blocking
-            else "not blocking"
-        )
-        return f"{self.description} Severity {self.severity.value}; {effect}."
-
-
-RAW_CHECKS = (
-    Check(
-        "schema_conforms",
-        "Items carry exactly the documented fields (lvNm, not lv …) and only the four known "
-        "categories. Tolerates nothing: one drifting item fails the date.",
-        blocking=True,
-    ),
-    Check(
-        "rejected_share_within_threshold",
-        "The share of the date's rows that cannot be loaded stays within "
-        "FLOWER_MAX_REJECTED_SHARE (default 1%); rejected rows are kept with their reason.",
-        blocking=True,
-    ),
-    Check(
-        "answer_complete",
-        "Each category's answer is one page, or its pages repeat no row: ties in totQty reorder "
-        "rows between calls, so a repeated row means the walk skipped as many.",
-    ),
-    Check(
-        "no_duplicate_keys",
-        "No two rows share (date, category, item, variety, grade), names compared in their "
-        "normalized form (NFC, no invisible characters, trimmed); the server aggregates on this "
-        "key, so a duplicate is a source fault (kept in quarantine).",
-    ),
-    Check("dates_match_partition", "Every item's saleDate is the auction date asked for."),
-    Check(
-        "expected_auction_day",
-        "A category silent on a weekday it traded on in 6 of the last 8 same weekdays is "
-        "flagged, so a gap is never taken for a holiday unseen.",
-        severity=WARN,
-    ),
-)
-
-
-def _master_checks(things: str, scope: str) -> tuple[Check, ...]:
-    return (
-        Check(
-            "no_lookalike_names",
-            f"No {things[:-1]} traded on the date has a name that differs from another's "
-            f"within its {scope} only in Unicode form (NFC/NFD) or invisible characters: such "
-            "twins split one price history.",
-        ),
-        Check(
-            "seen_dates_match_records",
-            f"{things.capitalize()} traded on the date have first_seen_date ≤ date ≤ "
-            f"last_seen_date, and {things} first or last seen on the date have a record on it "
-            "(a correction can remove the last record).",
-        ),
-    )
-
-
-FLOWER_TYPES_CHECKS = _master_checks("items", "category")
-FLOWERS_CHECKS = _master_checks("varieties", "item")
-BIDDING_CHECKS = (
-    Check(
-        "prices_ordered",
-        "min_price ≤ avg_price ≤ max_price. About 0.08% of published records break it "
-        f"(settlement rounding): fails only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} "
-        "of the date's records.",
-    ),
-    Check(
-        "totals_consistent",
-        "|avg_price × quantity − total_price| ≤ quantity / 2 (the server's rounding); fails "
-        f"only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} of the date's records.",
-    ),
-    Check(
-        "reconciles_with_raw",
-        "Per category, raw rows = loaded rows + rejected rows: nothing is lost. A blocked date "
-        "fails it until its raw content loads.",
-    ),
-    Check(
-        "price_anomalies",
-        "Average prices far outside the variety-and-grade's trailing 28-auction-day history "
-        "(robust z-score > 5 and at least ×2 or ÷2).",
-        severity=WARN,
-    ),
-)
-
-
-def blocked_by(checks: tuple[Check, ...], outcomes: dict[str, Outcome]) -> str | None:
-    """The failed blocking checks of one date, as a sentence, or None if it may load."""
-    failed = [
-        f"{check.name}: {outcomes[check.name].summary}"
-        for check in checks
-        if check.blocking and not outcomes[check.name].passed
-    ]
-    return "; ".join(failed) or None
-
 
 # The raw step judges each date it stores (its blocking checks decide what loads); the raw
 # checks step of the same run takes those outcomes instead of decoding the items again. Keyed
@@ -335,7 +228,7 @@ def build_asset_checks(
         )
         for check in checks
     }
-    severity = {check.name: check.severity for check in checks}
+    severity = {check.name: dg.AssetCheckSeverity(check.severity) for check in checks}
     asset_key = dg.AssetKey(asset)
 
     @dg.multi_asset_check(
@@ -365,7 +258,11 @@ def build_asset_checks(
                 for name in selected:
                     outcome = outcomes[name]
                     if not outcome.passed:
-                        log = context.log.error if severity[name] == ERROR else context.log.warning
+                        log = (
+                            context.log.error
+                            if severity[name] == dg.AssetCheckSeverity.ERROR
+                            else context.log.warning
+                        )
                         log(f"{asset} {day}: check {name} failed: {outcome.summary}")
                     yield dg.AssetCheckEvaluation(
                         asset_key=asset_key,

@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 
 from flower_assets.definitions import defs
-from flower_assets.defs import assets
 from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.quarantine_splits import QuarantineSplits
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
+from flower_assets.steps import quarantine_splits
+from flower_assets.steps.quarantine_splits import QuarantineSplits
 from flower_assets_tests.conftest import TEST_KEY, Market, item, materialize, resources_for, tables
 
 DATES = ["2024-05-08", "2024-05-09", "2024-05-10"]
@@ -171,7 +171,7 @@ def test_normalizing_from_the_raw_steps_split_equals_reading_raw_back(
         }
         assert dg.materialize(raw, resources=resources, instance=instance, tags=tags).success
     # As if the normalizing steps ran in another process: nothing to take from the raw step.
-    monkeypatch.setattr(assets, "QUARANTINE_SPLITS", QuarantineSplits())
+    monkeypatch.setattr(quarantine_splits, "QUARANTINE_SPLITS", QuarantineSplits())
     assert dg.materialize(
         [*downstream, *raw], selection=downstream, resources=resources, instance=instance, tags=tags
     ).success

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flower_assets.defs.checks import (
+from flower_assets.quality.catalog import (
     BIDDING_CHECKS,
     FLOWER_TYPES_CHECKS,
     FLOWERS_CHECKS,

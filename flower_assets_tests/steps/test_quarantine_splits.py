@@ -6,7 +6,7 @@ from datetime import date
 
 import polars as pl
 
-from flower_assets.defs.quarantine_splits import QuarantineSplits
+from flower_assets.steps.quarantine_splits import QuarantineSplits
 
 DAY = date(2024, 5, 10)
 

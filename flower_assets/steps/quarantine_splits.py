@@ -19,6 +19,10 @@ from datetime import date
 
 import polars as pl
 
+from flower_assets.transform.normalize import split_loadable
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import RAW
+
 # ~115 bytes a row without raw_item (measured): ~230 MB at most, a month of a 50x market.
 MAX_ROWS = 2_000_000
 
@@ -65,3 +69,30 @@ class QuarantineSplits:
 
 # One per process: the in-process executor runs all four steps of a run here.
 QUARANTINE_SPLITS = QuarantineSplits()
+
+
+def keep_split(
+    warehouse: Warehouse,
+    day: date,
+    content_hash: str,
+    loadable: pl.DataFrame,
+    rejected: pl.DataFrame,
+) -> None:
+    """Keep the raw step's split of exactly this stored content for the run's later steps."""
+    QUARANTINE_SPLITS.put((warehouse.location, day, content_hash), loadable, rejected)
+
+
+def split_rows(
+    warehouse: Warehouse, day: date, content_hash: str | None, last_use: bool = False
+) -> QuarantineSplit:
+    """The auction date's stored raw rows split into loadable and rejected.
+
+    Taken from this run's raw step when it split exactly the stored content, else read back and
+    split again. `last_use` frees the kept split.
+    """
+    key = (warehouse.location, day, content_hash)
+    kept = QUARANTINE_SPLITS.pop(key) if last_use else QUARANTINE_SPLITS.get(key)
+    if kept is not None:
+        return kept
+    loadable, rejected = split_loadable(warehouse.read_partition(RAW, day))
+    return QuarantineSplit(loadable.drop("raw_item"), rejected)

@@ -1,0 +1,7 @@
+"""The work of each asset for one auction date, without Dagster: compute, write, record.
+
+Each step is an object holding what a run shares (the warehouse, the API, what is stored) with
+one method, `load(day) -> DateReport`: it computes and writes the date inside its batch-log row
+and reports what the date now holds. `flower_assets.defs.assets.each_auction_date` is the one
+loop that calls it for every date of a run and records each report in Dagster.
+"""

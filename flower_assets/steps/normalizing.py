@@ -1,0 +1,180 @@
+"""The normalizing steps for one auction date: grow the item and variety masters, load records.
+
+Each loads only dates whose stored raw content it has not processed yet (the unchanged-content
+rule, `flower_assets.transform.unchanged`), and leaves a blocked date's previous version in
+place. Every date of the run is reported either way, with what the table now holds for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from flower_assets.steps.batch_logs import process_log
+from flower_assets.steps.quarantine_splits import split_rows
+from flower_assets.steps.report import DateReport, Markdown
+from flower_assets.transform import unchanged
+from flower_assets.transform.normalize import auction_records, items_seen, varieties_seen
+from flower_assets.transform.unchanged import Stored
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import (
+    BIDDING,
+    FLOWER_TYPES,
+    FLOWERS,
+    RAW,
+    REJECTED,
+    BiddingFlowers,
+    Table,
+)
+
+
+@dataclass
+class DatesToLoad:
+    """What a normalizing step does with each auction date of its run."""
+
+    stored: dict[date, Stored]  # the raw content stored per date
+    processed: dict[date, str]  # the raw content this step last loaded per date
+    todo: list[date]  # dates to (re)compute now
+
+    @classmethod
+    def plan(cls, wh: Warehouse, days: list[date], asset: str, recompute: bool) -> DatesToLoad:
+        """`recompute`: every loadable date counts as not processed yet."""
+        uploads, processes = wh.batch_logs(days[0], days[-1])
+        stored = unchanged.stored_raw(uploads)
+        processed = unchanged.processed(processes, asset)
+        return cls(
+            stored, processed, unchanged.pending(days, stored, {} if recompute else processed)
+        )
+
+    def status(self, day: date) -> dict[str, object]:
+        """Per-date metadata: whether this run rewrote the date, and what the table holds."""
+        loaded_now = day in self.todo
+        holds = self.stored[day].content_hash if loaded_now else self.processed.get(day)
+        blocked = self.stored[day].blocked_by if day in self.stored else None
+        return {
+            "content_changed": loaded_now,
+            "raw_content_hash": holds or "none: nothing loaded for this date",
+            "blocked_by": f"{RAW.name}: {blocked}" if blocked else "none",
+        }
+
+    def messages(self, asset: str, day: date) -> list[tuple[str, str]]:
+        if day in self.stored and self.stored[day].blocked_by and day not in self.todo:
+            return [("warning", f"{asset} {day}: blocked, keeps its previous version")]
+        return []
+
+
+def names_md(names: list[str], limit: int = 30) -> str:
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f" … and {len(names) - limit} more" if len(names) > limit else "")
+
+
+class MasterStep:
+    """Adds what each date saw to an only-growing master, one date per transaction.
+
+    `dagster/row_count` of a master's date is the number of its rows that the date's auction
+    records reference.
+    """
+
+    def __init__(
+        self, wh: Warehouse, days: list[date], table: Table, run_id: str, recompute: bool
+    ) -> None:
+        self.wh, self.table, self.run_id = wh, table, run_id
+        self.plan = DatesToLoad.plan(wh, days, table.name, recompute)
+        if table is FLOWER_TYPES:
+            self.id_column, self.counted, self.named = (
+                "flower_type_id",
+                "new_items",
+                "new_item_names",
+            )
+            self.upsert: Callable[[pl.DataFrame], None] = wh.upsert_items
+        else:
+            self.id_column, self.counted, self.named = (
+                "flower_id",
+                "new_varieties",
+                "new_variety_names",
+            )
+            self.upsert = wh.upsert_varieties
+            self.items = wh.read_table(FLOWER_TYPES)
+        self.key = [
+            c for c in table.columns if c not in ("id", "first_seen_date", "last_seen_date")
+        ]
+        self.known = wh.read_table(table).select(self.key)
+        # Dates not recomputed now: count what their stored auction records reference.
+        kept = [day for day in days if day not in self.plan.todo]
+        self.traded = wh.traded_varieties(kept[0], kept[-1]) if kept else None
+
+    def seen_on(self, day: date, content: str) -> pl.DataFrame:
+        loadable = split_rows(self.wh, day, content).loadable
+        return (
+            items_seen(loadable)
+            if self.table is FLOWER_TYPES
+            else varieties_seen(loadable, self.items)
+        )
+
+    def load(self, day: date) -> DateReport:
+        new_names: list[str] = []
+        if day in self.plan.todo:
+            content = self.plan.stored[day].content_hash
+            with process_log(self.wh, self.run_id, self.table.name, day, content) as log:
+                seen = self.seen_on(day, content)
+                new = seen.join(self.known, on=self.key, how="anti")
+                self.upsert(seen)
+                log.values[self.counted] = new.height
+            self.known = pl.concat([self.known, new.select(self.key)])
+            new_names = new["name"].to_list()
+            rows = seen.height
+        else:
+            assert self.traded is not None  # the date is one of the kept ones
+            rows = self.traded.filter(pl.col("auction_date") == day)[self.id_column].n_unique()
+        metadata = {
+            "dagster/row_count": rows,
+            self.counted: len(new_names),
+            self.named: Markdown(names_md(new_names)),
+            **self.plan.status(day),
+        }
+        return DateReport(metadata, self.plan.messages(self.table.name, day))
+
+
+class RecordsStep:
+    """Replaces each date's auction records and quarantine together: raw = loaded + rejected."""
+
+    def __init__(self, wh: Warehouse, days: list[date], run_id: str, recompute: bool) -> None:
+        self.wh, self.run_id = wh, run_id
+        self.items, self.varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
+        self.plan = DatesToLoad.plan(wh, days, BIDDING.name, recompute)
+
+    def load(self, day: date) -> DateReport:
+        messages = self.plan.messages(BIDDING.name, day)
+        if day in self.plan.todo:
+            content = self.plan.stored[day].content_hash
+            with process_log(self.wh, self.run_id, BIDDING.name, day, content) as log:
+                split = split_rows(self.wh, day, content, last_use=True)
+                records = BiddingFlowers.validate(
+                    auction_records(split.loadable, self.items, self.varieties)
+                )
+                rejected = split.rejected
+                self.wh.replace_records(day, records, rejected)
+                log.values["auction_rows_affected"] = records.height
+            rows = records.height
+        else:
+            rows = self.wh.read_partition(BIDDING, day).height
+            rejected = self.wh.read_partition(REJECTED, day)
+        reasons = dict(Counter(rejected["reason"].to_list()))
+        if day in self.plan.todo and rejected.height:
+            messages.append(
+                (
+                    "warning",
+                    f"{day}: {rejected.height} rows quarantined in {REJECTED.name}: {reasons}",
+                )
+            )
+        metadata = {
+            "dagster/row_count": rows,
+            "rows_quarantined": rejected.height,
+            "rejected_by_reason": reasons,
+            **self.plan.status(day),
+        }
+        return DateReport(metadata, messages)

@@ -1,0 +1,202 @@
+"""The raw step for one auction date: fetch every category, judge, store verbatim, log.
+
+A date's answer is fetched whole before anything is written. Its blocking rules are judged
+here, because they decide what loads: a date that fails keeps its raw rows (stored verbatim)
+but is logged `blocked`, and the normalizing steps leave its previous version in place. An
+answer equal to the stored one is not rewritten; one that differs is a correction, whose
+changes are kept in auction_corrections with the new rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import polars as pl
+
+from flower_assets.quality import integrity
+from flower_assets.quality.catalog import RAW_CHECKS, blocked_by
+from flower_assets.quality.integrity import Outcome
+from flower_assets.source.cache import CachedApi
+from flower_assets.source.categories import Category
+from flower_assets.steps.batch_logs import batch_log, now
+from flower_assets.steps.quarantine_splits import keep_split
+from flower_assets.steps.report import DateReport
+from flower_assets.transform import revisions, unchanged
+from flower_assets.transform.normalize import (
+    item_fields,
+    raw_rows,
+    rows_per_category,
+    split_loadable,
+)
+from flower_assets.transform.unchanged import Stored
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import CORRECTIONS, RAW, UPLOAD_LOGS, PublicBiddingFlowers
+
+
+@dataclass
+class Fetched:
+    """One auction date's answer, every category, with what fetching it took."""
+
+    raw: pl.DataFrame
+    calls: dict[str, int]
+    pages: dict[str, int]
+    repeated: dict[str, int]
+
+
+def fetch_auction_date(api: CachedApi, day: date) -> Fetched:
+    """Every category of one auction date, fetched before anything is written."""
+    frames, calls, pages, repeated = [], {}, {}, {}
+    for category in Category:
+        answer = api.fetch_day(day, category)
+        calls[category.korean_name] = answer.api_calls
+        pages[category.korean_name] = answer.pages
+        repeated[category.korean_name] = answer.duplicates_dropped
+        frames.append(raw_rows(answer.items, day, category, answer.fetched_at))
+    return Fetched(pl.concat(frames), calls, pages, repeated)
+
+
+def store_answer(
+    wh: Warehouse, day: date, raw: pl.DataFrame, content: str, stored: Stored | None, run_id: str
+) -> pl.DataFrame:
+    """Store the date's answer, unless it is the one stored; a correction keeps what changed.
+
+    Returns the changes recorded in the corrections table (none for a first or an unchanged
+    answer); they commit together with the new raw rows.
+    """
+    if stored is not None and stored.content_hash == content:
+        return revisions.NO_CHANGES  # the stored rows already are this answer
+    if stored is None:
+        wh.replace_partition(day, {RAW: raw})
+        return revisions.NO_CHANGES
+    old = wh.read_partition(RAW, day)
+    changes = revisions.diff_answers(old, raw)
+    corrections = revisions.as_recorded(
+        changes, day, unchanged.content_hash(old), content, run_id, now()
+    )
+    wh.replace_partition(day, {RAW: raw}, appended={CORRECTIONS: corrections})
+    return changes
+
+
+def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:
+    counts = rows_per_category(raw)
+    return pl.DataFrame(
+        {
+            "auction_date": [day] * len(counts),
+            "flower_gubn": list(counts),
+            "rows": list(counts.values()),
+        },
+        schema={"auction_date": pl.Date, "flower_gubn": pl.String, "rows": pl.Int64},
+    )
+
+
+@dataclass
+class RawStep:
+    """Fetches and stores the auction dates of one run, in date order."""
+
+    wh: Warehouse
+    api: CachedApi
+    days: list[date]
+    run_id: str
+    max_rejected_share: float
+    sample_mode: bool
+    secret: str | None = None  # redacted from every log row
+    # The raw rules' outcomes per date, for the raw checks of the same run.
+    outcomes: dict[date, dict[str, Outcome]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stored = unchanged.stored_raw(self.wh.batch_logs(self.days[0], self.days[-1])[0])
+        # Rows per earlier date and category, for expected_auction_day; grows as dates are stored.
+        self.calendar = self.wh.rows_per_date_and_category(
+            RAW,
+            integrity.history_window_start(self.days[0]),
+            self.days[0] - timedelta(days=1),
+        )
+
+    def load(self, day: date) -> DateReport:
+        client = self.api.client
+        calls_before, cached_before = client.calls_made, self.api.cache_hits
+        with batch_log(
+            self.wh,
+            UPLOAD_LOGS,
+            self.run_id,
+            day,
+            self.secret,
+            items_received=0,
+            items_loaded=0,
+            items_rejected=0,
+            api_calls=0,
+            content_hash=None,
+        ) as log:
+            try:
+                fetched = fetch_auction_date(self.api, day)
+            finally:
+                log.values["api_calls"] = client.calls_made - calls_before
+            raw = PublicBiddingFlowers.validate(fetched.raw)
+            decoded = item_fields(raw)  # once, for quarantine and the rules
+            loadable, rejected = split_loadable(decoded)
+            content = unchanged.content_hash(raw)
+            outcomes = integrity.judge_raw(
+                day,
+                decoded,
+                rejected,
+                self.calendar,
+                self.max_rejected_share,
+                fetched.pages,
+                fetched.repeated,
+            )
+            blocked = blocked_by(RAW_CHECKS, outcomes)
+            changed = day not in self.stored or self.stored[day].content_hash != content
+            changes = store_answer(self.wh, day, raw, content, self.stored.get(day), self.run_id)
+            log.values.update(
+                items_received=raw.height,
+                items_loaded=loadable.height,
+                items_rejected=rejected.height,
+                content_hash=content,
+            )
+            if blocked:
+                log.status, log.note = unchanged.BLOCKED, blocked
+        # Stored and logged: this run's normalizing steps and checks may use what was judged.
+        if not blocked:
+            keep_split(self.wh, day, content, loadable, rejected)
+        self.outcomes[day] = outcomes
+        self.calendar = pl.concat([self.calendar, _day_counts(day, raw)])
+        counts = rows_per_category(raw)
+        messages = [
+            (
+                "info",
+                f"{day}: {raw.height} raw rows {counts}, {rejected.height} to quarantine, "
+                f"content {'changed' if changed else 'unchanged'}",
+            )
+        ]
+        if changes.height:
+            messages.append(
+                (
+                    "warning",
+                    f"{day}: the source corrected its answer, {revisions.counts(changes)} rows; "
+                    f"old and new values are in {CORRECTIONS.name}",
+                )
+            )
+        if blocked:
+            messages.append(
+                (
+                    "error",
+                    f"{day}: not loaded into the normalized tables, which keep their previous "
+                    f"version of the date: {blocked}",
+                )
+            )
+        metadata = {
+            "dagster/row_count": raw.height,
+            "rows_per_category": counts,
+            "api_calls": client.calls_made - calls_before,
+            "answers_from_cache": self.api.cache_hits - cached_before,
+            "content_hash": content,
+            "content_changed": changed,
+            "rows_to_quarantine": rejected.height,
+            "corrected_rows": changes.height,
+            "corrections": revisions.counts(changes),
+            "rows_repeated_across_pages": sum(fetched.repeated.values()),
+            "blocked_by": blocked or "none",
+            "sample_mode": self.sample_mode,
+        }
+        return DateReport(metadata, messages)

@@ -1,0 +1,23 @@
+"""What a step reports for one auction date: its metadata, and what to tell the operator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass
+class DateReport:
+    """The date's materialization metadata, and log lines as (level, message)."""
+
+    metadata: dict[str, object]
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+
+def dates_label(days: list[date]) -> str:
+    """A run's auction dates in a few words: `2024-05-06…2024-05-12 (7 dates)`."""
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]}…{days[-1]} ({len(days)} dates)"
+
+
+class Markdown(str):
+    """A metadata text to show as Markdown."""
