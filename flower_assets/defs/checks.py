@@ -27,7 +27,8 @@ from flower_assets.quality.catalog import (
 )
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import answer_pages
-from flower_assets.transform.normalize import item_fields, split_loadable
+from flower_assets.transform.quarantine import split_loadable
+from flower_assets.transform.raw import item_fields
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, Table
 

@@ -14,7 +14,8 @@ import polars as pl
 
 from flower_assets.source.categories import KOREAN_NAMES
 from flower_assets.source.envelope import ITEM_FIELDS, KEY_FIELDS
-from flower_assets.transform.normalize import canonical_name, item_fields, rows_per_category
+from flower_assets.transform.names import canonical_name
+from flower_assets.transform.raw import item_fields, rows_per_category
 
 SAMPLE_ROWS = 10
 NAME_KEYS = ("pumName", "goodName", "lvNm")

@@ -19,7 +19,7 @@ from datetime import date
 
 import polars as pl
 
-from flower_assets.transform.normalize import split_loadable
+from flower_assets.transform.quarantine import split_loadable
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import RAW
 

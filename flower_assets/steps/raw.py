@@ -23,12 +23,8 @@ from flower_assets.steps.batch_logs import batch_log, now
 from flower_assets.steps.quarantine_splits import keep_split
 from flower_assets.steps.report import DateReport
 from flower_assets.transform import revisions, unchanged
-from flower_assets.transform.normalize import (
-    item_fields,
-    raw_rows,
-    rows_per_category,
-    split_loadable,
-)
+from flower_assets.transform.quarantine import split_loadable
+from flower_assets.transform.raw import item_fields, raw_rows, rows_per_category
 from flower_assets.transform.unchanged import Stored
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import CORRECTIONS, RAW, UPLOAD_LOGS, PublicBiddingFlowers

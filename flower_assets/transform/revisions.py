@@ -12,7 +12,8 @@ from datetime import date, datetime
 
 import polars as pl
 
-from flower_assets.transform.normalize import AMOUNT_FIELDS, canonical_name
+from flower_assets.transform.names import canonical_name
+from flower_assets.transform.raw import AMOUNT_FIELDS
 from flower_assets.warehouse.schemas import CORRECTIONS, RAW
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"

@@ -11,7 +11,8 @@ import polars as pl
 from flower_assets.quality import integrity
 from flower_assets.source.categories import Category
 from flower_assets.source.envelope import ApiItem
-from flower_assets.transform.normalize import raw_rows, split_loadable
+from flower_assets.transform.quarantine import split_loadable
+from flower_assets.transform.raw import raw_rows
 from flower_assets_tests.conftest import item
 
 DAY = date(2024, 5, 10)  # a Friday

@@ -14,7 +14,7 @@ import polars as pl
 
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
-from flower_assets.transform.normalize import split_loadable
+from flower_assets.transform.quarantine import split_loadable
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
 from flower_assets_tests.conftest import Market, item

@@ -11,15 +11,10 @@ import pytest
 
 from flower_assets.source.categories import Category
 from flower_assets.source.envelope import ApiItem
-from flower_assets.transform import normalize
-from flower_assets.transform.normalize import (
-    auction_records,
-    items_seen,
-    raw_rows,
-    rows_per_category,
-    split_loadable,
-    varieties_seen,
-)
+from flower_assets.transform import names
+from flower_assets.transform.normalize import auction_records, items_seen, varieties_seen
+from flower_assets.transform.quarantine import split_loadable
+from flower_assets.transform.raw import raw_rows, rows_per_category
 from flower_assets.warehouse.schemas import RAW, BiddingFlowers, PublicBiddingFlowers
 from flower_assets_tests.conftest import item
 
@@ -171,7 +166,7 @@ NAME_LIMIT, GRADE_LIMIT = 200, 50
 
 
 def test_the_length_limits_are_the_documented_ones():
-    assert (normalize.MAX_NAME_CHARS, normalize.MAX_GRADE_CHARS) == (NAME_LIMIT, GRADE_LIMIT)
+    assert (names.MAX_NAME_CHARS, names.MAX_GRADE_CHARS) == (NAME_LIMIT, GRADE_LIMIT)
 
 
 @pytest.mark.parametrize(
@@ -223,9 +218,9 @@ def test_names_at_the_limit_load_counting_what_the_masters_store():
 )
 def test_canonical_name_is_nfc_without_invisible_characters_or_outer_spaces(received, stored):
     frame = pl.DataFrame({"name": [received]})
-    assert frame.select(normalize.canonical_name(pl.col("name")))["name"].item() == stored
+    assert frame.select(names.canonical_name(pl.col("name")))["name"].item() == stored
     # Stored names are canonical already: normalizing again changes nothing.
-    again = pl.DataFrame({"name": [stored]}).select(normalize.canonical_name(pl.col("name")))
+    again = pl.DataFrame({"name": [stored]}).select(names.canonical_name(pl.col("name")))
     assert again["name"].item() == stored
 
 

@@ -11,7 +11,7 @@ import polars as pl
 from flower_assets.source.categories import Category
 from flower_assets.source.envelope import ApiItem
 from flower_assets.transform import revisions, unchanged
-from flower_assets.transform.normalize import raw_rows
+from flower_assets.transform.raw import raw_rows
 from flower_assets.warehouse.schemas import RAW
 from flower_assets_tests.conftest import item
 
