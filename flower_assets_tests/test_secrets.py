@@ -31,7 +31,7 @@ from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import TABLES
 
-from .test_faults_http import (
+from flower_assets_tests.source.test_faults_http import (
     DAY,
     closed_port,
     failure,
