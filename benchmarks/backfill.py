@@ -71,6 +71,7 @@ from pathlib import Path
 
 import polars as pl
 import psycopg2
+import yaml
 from prototypes import PROTOTYPES
 
 from flower_assets.defs.assets import BACKFILL_POLICY
@@ -80,13 +81,9 @@ from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.sample.market import day_items
 from flower_assets.source.categories import Category
 from flower_assets.source.envelope import parse_page
-from flower_assets.transform.normalize import (
-    auction_records,
-    items_seen,
-    raw_rows,
-    split_loadable,
-    varieties_seen,
-)
+from flower_assets.transform.normalize import auction_records, items_seen, varieties_seen
+from flower_assets.transform.quarantine import split_loadable
+from flower_assets.transform.raw import raw_rows
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED
 
@@ -218,11 +215,34 @@ def raw_row_count(url: str) -> int:
 # --- the three ways to load ---------------------------------------------------------------
 
 
-def dagster_home(workdir: Path, name: str) -> Path:
+# The event log the instance is given (--event-log): the one dagster.yaml names, today's pooled
+# subclass, Dagster's stock consolidated SQLite log, or Dagster's default per-run SQLite log (no
+# event_log_storage entry; the alert sensor skips on it, so it is for comparison only).
+EVENT_LOGS: dict[str, dict[str, str] | None] = {
+    "repo": None,
+    "pooled": {"module": "flower_assets.instance_storage", "class": "PooledSqliteEventLogStorage"},
+    "consolidated": {
+        "module": "dagster._core.storage.event_log",
+        "class": "ConsolidatedSqliteEventLogStorage",
+    },
+    "per_run": None,
+}
+
+
+def dagster_home(workdir: Path, name: str, event_log: str = "repo") -> Path:
     """A fresh instance configured as the repo's dagster.yaml, the embedded default."""
     home = workdir / name
     home.mkdir()
     config = (HERE.parent / "dagster.yaml").read_text().replace(".dagster_home", str(home))
+    if event_log != "repo":
+        settings = yaml.safe_load(config)
+        storage = EVENT_LOGS[event_log]
+        if storage is None:
+            settings.pop("event_log_storage", None)
+        else:
+            # In the home itself, as dagster.yaml's `{env: DAGSTER_HOME}` puts it.
+            settings["event_log_storage"] = {**storage, "config": {"base_dir": str(home)}}
+        config = yaml.safe_dump(settings)
     (home / "dagster.yaml").write_text(config)
     return home
 
@@ -298,7 +318,6 @@ def limit_load(market: Market, days: list[date], url: str) -> float:
     """Seconds to load the range with the package's data path and nothing else (docstring, 4)."""
     fetched_at = datetime.now(UTC)
     with Warehouse.open(url) as warehouse:
-        warehouse.ensure_schema()
         began = time.perf_counter()
         for offset in range(0, len(days), CHUNK_DAYS):
             chunk = days[offset : offset + CHUNK_DAYS]
@@ -454,6 +473,13 @@ def main() -> int:
         help="apply this what-if patch to the backfill process (see prototypes.py); repeatable",
     )
     parser.add_argument(
+        "--event-log",
+        choices=sorted(EVENT_LOGS),
+        default="repo",
+        help="the instance's event log storage: as dagster.yaml says (repo), today's pooled "
+        "subclass, Dagster's stock consolidated SQLite log, or its default per-run SQLite log",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="write cProfile stats of the backfill process here (slows it; for diagnosis only)",
@@ -493,7 +519,9 @@ def main() -> int:
             ) as urls,
         ):
             say(f"backfilling {days[0]}..{days[-1]} into {args.warehouse} through Dagster …")
-            env = platform_env(server.url, urls["backfill"], days[0], dagster_home(workdir, "home"))
+            env = platform_env(
+                server.url, urls["backfill"], days[0], dagster_home(workdir, "home", args.event_log)
+            )
             result = backfill(days, env, workdir, args.profile, args.prototype)
             api_calls = len(server.requests)
             # Other work on the machine slows every wall time here; this says how much there was.
@@ -513,7 +541,10 @@ def main() -> int:
                 say(f"one run per partition, {executor} executor, on {[str(d) for d in sample]} …")
                 calls_before = len(server.requests)
                 reference_env = platform_env(
-                    server.url, urls[executor], days[0], dagster_home(workdir, f"{executor}_home")
+                    server.url,
+                    urls[executor],
+                    days[0],
+                    dagster_home(workdir, f"{executor}_home", args.event_log),
                 )
                 walls[executor] = per_partition_runs(sample, reference_env, workdir, executor)
                 reference_calls[executor] = len(server.requests) - calls_before
@@ -551,6 +582,7 @@ def main() -> int:
                 "warehouse": args.warehouse,
                 "volume": args.volume,
                 "prototypes": args.prototype,
+                "event_log": args.event_log,
                 "start": days[0].isoformat(),
                 "partitions": len(days),
                 "runs": len(result.runs),

@@ -22,4 +22,4 @@ def with_default_executor(platform: dg.Definitions) -> dg.Definitions:
 
 
 # The only Definitions at module scope, as Dagster requires of a file it loads.
-defs = with_default_executor(flower_assets.defs)
+defs = with_default_executor(flower_assets.location_defs)

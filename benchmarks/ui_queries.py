@@ -188,7 +188,7 @@ def load(home: Path, days: list[date], volume: float) -> dict:
         stop = threading.Event()
         watcher = threading.Thread(
             target=watch_runs,
-            args=(instance_home / "storage" / "history" / "runs.db", runs, stop),
+            args=(instance_db(instance_home, "runs.db"), runs, stop),
             daemon=True,
         )
         watcher.start()
@@ -232,10 +232,21 @@ def load(home: Path, days: list[date], volume: float) -> dict:
 # --- what the instance holds --------------------------------------------------------------
 
 
+def instance_db(instance_home: Path, name: str) -> Path:
+    """One of the instance's SQLite files, `runs.db` or `event_log.db`.
+
+    Where dagster.yaml keeps it (runs in Dagster's default history/, the event log in the home
+    itself), or in storage/history/, where homes loaded before it followed $DAGSTER_HOME did.
+    """
+    current = instance_home / ("history" if name == "runs.db" else "") / name
+    earlier = instance_home / "storage" / "history" / name
+    return earlier if earlier.exists() and not current.exists() else current
+
+
 def instance_counts(instance_home: Path, dates: int) -> dict:
     """Rows of the event log and check-execution tables, read from the SQLite files."""
-    history = instance_home / "storage" / "history"
-    with sqlite3.connect(f"file:{history / 'event_log.db'}?mode=ro", uri=True) as connection:
+    event_log = instance_db(instance_home, "event_log.db")
+    with sqlite3.connect(f"file:{event_log}?mode=ro", uri=True) as connection:
         by_type = dict(
             connection.execute(
                 "SELECT coalesce(dagster_event_type, 'LOG_MESSAGE'), count(*) FROM event_logs"
@@ -248,7 +259,8 @@ def instance_counts(instance_home: Path, dates: int) -> dict:
         per_check = connection.execute(
             "SELECT asset_key, count(DISTINCT check_name) FROM asset_check_executions GROUP BY 1"
         ).fetchall()
-    with sqlite3.connect(f"file:{history / 'runs.db'}?mode=ro", uri=True) as connection:
+    runs_db = instance_db(instance_home, "runs.db")
+    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True) as connection:
         (runs,) = connection.execute("SELECT count(*) FROM runs").fetchone()
     events = sum(by_type.values())
     return {

@@ -12,10 +12,16 @@ for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
     warnings.filterwarnings("ignore", category=category)
 
 
+# `dagster … -m flower_assets` finds the code location's Definitions here. Not named `defs`:
+# that is the sub-package of the Dagster glue (`flower_assets.defs`), which Python binds to the
+# same attribute once it is imported.
+LOCATION = "location_defs"
+
+
 def __getattr__(name: str) -> object:
-    # `defs` is built on first use, so that importing a part of the package (the instance's
-    # event log storage in dagster.yaml, say) does not build every definition.
-    if name == "defs":
+    # Built on first use, so that importing a part of the package (the instance's event log
+    # storage in dagster.yaml, say) does not build every definition.
+    if name == LOCATION:
         from flower_assets.definitions import defs
 
         return defs
@@ -23,8 +29,8 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    # Dagster finds a module's Definitions through dir(): list `defs` before it is built.
-    return [*globals(), "defs"]
+    # Dagster finds a module's Definitions through dir(): list them before they are built.
+    return [*globals(), LOCATION]
 
 
-__all__ = ["defs"]
+__all__ = [LOCATION]

@@ -1,6 +1,12 @@
-"""The code location: assets, checks, jobs, schedule, sensors and resources, from the environment."""
+"""The code location: what `flower_assets/defs/` declares, plus the jobs, schedule and sensors.
+
+Assets, checks and resources are loaded from the defs folder (`dg.load_from_defs_folder`, as
+`dg list defs` shows them); what is built from them is added here.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 
@@ -8,9 +14,8 @@ from flower_assets import settings
 from flower_assets.defs.assets import GROUP, bidding_flowers, flower_auction_assets
 from flower_assets.defs.checks import flower_auction_checks
 from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
-from flower_assets.defs.resources import default_resources
 from flower_assets.defs.schedules import build_daily_schedule
-from flower_assets.defs.sensors import AlertResource, build_alert_sensor
+from flower_assets.defs.sensors import build_alert_sensor
 
 LIVE = settings.env(settings.API_KEY_ENV) is not None
 
@@ -40,33 +45,26 @@ flower_checks_job = dg.define_asset_job(
     "fetching or rewriting anything.",
 )
 
-defs = dg.Definitions(
-    assets=flower_auction_assets,
-    asset_checks=[*flower_auction_checks, *freshness_checks],
-    jobs=[flower_auction_job, flower_checks_job],
-    schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
-    sensors=[
-        build_alert_sensor({a.key for a in flower_auction_assets}, {flower_auction_job.name}),
-        *(
-            [
-                dg.build_sensor_for_freshness_checks(
-                    freshness_checks=freshness_checks,
-                    default_status=dg.DefaultSensorStatus.RUNNING,
-                )
-            ]
-            if LIVE
-            else []
-        ),
-    ],
-    resources={
-        **default_resources(),
-        "alerts": AlertResource(
-            webhook_url=dg.EnvVar(settings.ALERT_WEBHOOK_URL_ENV)
-            if settings.env(settings.ALERT_WEBHOOK_URL_ENV)
-            else None,
-            ui_base_url=settings.env(settings.UI_BASE_URL_ENV) or settings.DEFAULT_UI_BASE_URL,
-        ),
-    },
-    # One process per run: a step per process costs seconds for work that takes milliseconds.
-    executor=dg.in_process_executor,
+defs = dg.Definitions.merge(
+    dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+    dg.Definitions(
+        asset_checks=freshness_checks,
+        jobs=[flower_auction_job, flower_checks_job],
+        schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
+        sensors=[
+            build_alert_sensor({a.key for a in flower_auction_assets}, {flower_auction_job.name}),
+            *(
+                [
+                    dg.build_sensor_for_freshness_checks(
+                        freshness_checks=freshness_checks,
+                        default_status=dg.DefaultSensorStatus.RUNNING,
+                    )
+                ]
+                if LIVE
+                else []
+            ),
+        ],
+        # One process per run: a step per process costs seconds for work that takes milliseconds.
+        executor=dg.in_process_executor,
+    ),
 )

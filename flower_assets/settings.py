@@ -7,6 +7,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
+
 API_KEY_ENV = "FLOWER_API_KEY"
 API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
 DATABASE_URL_ENV = "FLOWER_DATABASE_URL"
@@ -24,6 +26,8 @@ DEFAULT_START_DATE = "2018-01-01"
 # Without DAGSTER_HOME the repo-local instance of dagster.yaml lives in .dagster_home/ too.
 LOCAL_HOME = Path(".dagster_home")
 WAREHOUSE_FILE_NAME = "flower_warehouse.sqlite"
+# How dagster.yaml names the instance directory where it must name one (the event log's).
+DAGSTER_HOME_VALUE = {"env": "DAGSTER_HOME"}
 
 
 def env(name: str) -> str | None:
@@ -65,6 +69,26 @@ def default_database_url() -> str:
 
 def database_url() -> str:
     return env(DATABASE_URL_ENV) or default_database_url()
+
+
+def local_instance_config(config: Path, home: Path) -> dict | None:
+    """`config` (./dagster.yaml) for an instance in `home` while DAGSTER_HOME is unset.
+
+    dagster.yaml names no directory where Dagster has a default under the instance directory,
+    and names the instance directory as `{env: DAGSTER_HOME}` where it must (the event log's).
+    Here `home` stands in for it. None when there is no such file: Dagster's defaults.
+    """
+    if not config.exists():
+        return None
+
+    def in_home(value: object) -> object:
+        if value == DAGSTER_HOME_VALUE:
+            return str(home)
+        if isinstance(value, dict):
+            return {key: in_home(item) for key, item in value.items()}
+        return value
+
+    return in_home(yaml.safe_load(config.read_text()) or {})
 
 
 def max_rejected_share() -> float:

@@ -19,7 +19,7 @@ import yaml
 
 from flower_assets.defs.assets import flower_auction_assets
 from flower_assets.defs.checks import flower_auction_checks
-from flower_assets.defs.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
 from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
@@ -76,6 +76,7 @@ def _drop_tables(url: str) -> None:
     with psycopg2.connect(url) as conn, conn.cursor() as cursor:
         for table in reversed(TABLES):
             cursor.execute(f"DROP TABLE IF EXISTS {table.name} CASCADE")
+        cursor.execute("DROP TABLE IF EXISTS alembic_version")  # empty again: first use migrates
     conn.close()
 
 
@@ -154,7 +155,7 @@ def resources_for(
     return {
         "at_api": api,
         "warehouse": WarehouseResource(url=warehouse_url),
-        "integrity_policy": IntegrityPolicy(max_rejected_share=max_rejected_share),
+        "quarantine_threshold": QuarantineThreshold(max_rejected_share=max_rejected_share),
     }
 
 

@@ -30,7 +30,6 @@ from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import TABLES
-
 from flower_assets_tests.source.test_faults_http import (
     DAY,
     closed_port,

@@ -31,8 +31,9 @@ def embedded_home(home: Path, *, queued: bool = False) -> Path:
     """
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     for section in config.values():
-        if isinstance(section, dict) and "base_dir" in section.get("config", {}):
-            section["config"]["base_dir"] = str(home / section["config"]["base_dir"])
+        settings = (section.get("config") if isinstance(section, dict) else None) or {}
+        if isinstance(settings.get("base_dir"), str):  # `{env: DAGSTER_HOME}` is the home already
+            settings["base_dir"] = str(home / settings["base_dir"])
     if not queued:
         config["run_coordinator"]["class"] = "DefaultRunCoordinator"
         config["concurrency"].pop("runs")

@@ -10,7 +10,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from flower_assets import settings
 from flower_assets.cli import runs
@@ -32,7 +31,10 @@ def local_instance() -> Iterator[dg.DagsterInstance]:
     home = settings.LOCAL_HOME.resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = Path("dagster.yaml")
-    overrides = yaml.safe_load(config.read_text()) if config.exists() else None
+    overrides = settings.local_instance_config(config, home)
+    if overrides is not None:
+        # A copy in it: `DAGSTER_HOME=$PWD/.dagster_home dagster dev` opens the same instance.
+        (home / "dagster.yaml").write_text(config.read_text())
     # A persistent instance rooted in ./.dagster_home, configured as ./dagster.yaml says.
     with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as instance:
         yield instance
@@ -98,6 +100,17 @@ def check_dates(start: date, end: date) -> None:
         raise Refused(f"--to {end} is before --from {start}")
 
 
+def check_warehouse() -> None:
+    """The warehouse at the code's schema: created if empty (first use), refused if behind."""
+    from flower_assets.warehouse.database import Warehouse
+    from flower_assets.warehouse.migrate import SchemaNotCurrent
+
+    try:
+        Warehouse.open(settings.database_url()).close()
+    except (SchemaNotCurrent, ConnectionError) as exc:
+        raise Refused(str(exc)) from None
+
+
 def date_chunks(start: date, end: date, size: int) -> list[tuple[date, date]]:
     """start..end cut into consecutive ranges of at most `size` dates, as a backfill cuts it."""
     chunks, first = [], start
@@ -154,7 +167,6 @@ def _table_counts() -> tuple[str, dict[str, int]]:
     from flower_assets.warehouse.database import Warehouse
 
     with Warehouse.open(settings.database_url()) as warehouse:
-        warehouse.ensure_schema()
         counts = {table.name: warehouse.row_count(table) for table in TABLES}
         return warehouse.location, counts
 
@@ -169,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         check_settings()
         check_dates(start, end)
+        check_warehouse()
     except Refused as exc:
         print(f"flower-assets materialize: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +235,11 @@ def _run(args: argparse.Namespace) -> int:
     width = max(map(len, counts))
     for name, count in counts.items():
         print(f"  {name:<{width}}  {count:>8} rows")
-    print("Browse the runs and assets with: uv run dagster dev  (then open http://127.0.0.1:3000)")
+    # Dagster's own commands read $DAGSTER_HOME; the repo-local instance is one too.
+    home = "" if settings.env("DAGSTER_HOME") else f"DAGSTER_HOME={settings.LOCAL_HOME.resolve()} "
+    print(
+        f"Browse the runs and assets with: {home}uv run dagster dev  (then open http://127.0.0.1:3000)"
+    )
     return 0
 
 
@@ -241,7 +258,6 @@ def _estimate(args: argparse.Namespace) -> int:
     quota = settings.daily_quota()
     days = [args.start + timedelta(days=n) for n in range((args.end - args.start).days + 1)]
     with Warehouse.open(settings.database_url()) as warehouse:
-        warehouse.ensure_schema()
         cached = warehouse.cached_dates(args.start, args.end)
         used = warehouse.api_calls_on(key_fingerprint(key or SAMPLE_KEY), kst_today())
     estimate = estimate_backfill(
@@ -262,6 +278,29 @@ def _estimate(args: argparse.Namespace) -> int:
             "Each day it stops with QuotaExceeded once the quota is used up; run it again the next"
             " day and the answers already cached cost nothing."
         )
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from flower_assets.warehouse import migrate
+
+    try:
+        check_settings()
+        url = settings.database_url()
+        where = migrate.location(url)
+        if args.action == "current":
+            revision, head = migrate.current(url), migrate.head()
+            state = "at head" if revision == head else f"head is {head}: run db upgrade"
+            print(f"Warehouse {where}: schema revision {revision or 'none'} ({state})")
+            return 0
+        before, after = migrate.upgrade(url)
+    except (Refused, migrate.SchemaNotCurrent, ConnectionError) as exc:
+        print(f"flower-assets db {args.action}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, Refused) else 1
+    if before == after:
+        print(f"Warehouse {where}: schema revision {after}, already at head; nothing to do.")
+    else:
+        print(f"Warehouse {where}: upgraded from schema revision {before or 'none'} to {after}.")
     return 0
 
 
@@ -299,5 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     estimate.add_argument("--from", dest="start", type=date.fromisoformat, required=True)
     estimate.add_argument("--to", dest="end", type=date.fromisoformat, required=True)
     estimate.set_defaults(handler=_estimate)
+    db = commands.add_parser("db", help="the warehouse's schema: upgrade it, or show its revision")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "current"],
+        help="upgrade: apply the missing migrations under a lock (a warehouse created before "
+        "migrations is adopted); current: print its revision",
+    )
+    db.set_defaults(handler=_db)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -16,7 +16,7 @@ from pydantic import Field
 from flower_assets.defs.checks import remember_raw_outcomes
 from flower_assets.defs.columns import definition_metadata
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
-from flower_assets.defs.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
 from flower_assets.source.cache import CachedApi
 from flower_assets.steps.normalizing import MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
@@ -86,7 +86,7 @@ def public_bidding_flowers(
     config: RawFetchConfig,
     at_api: AtApiResource,
     warehouse: WarehouseResource,
-    integrity_policy: IntegrityPolicy,
+    quarantine_threshold: QuarantineThreshold,
 ) -> dg.MaterializeResult:
     """Fetch each auction date's answer, judge it, and store it verbatim."""
     days = auction_dates(context)
@@ -103,7 +103,7 @@ def public_bidding_flowers(
             api,
             days,
             context.run_id,
-            integrity_policy.max_rejected_share,
+            quarantine_threshold.max_rejected_share,
             at_api.sample_mode,
             at_api.key,
         )

@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
-from flower_assets.defs.resources import IntegrityPolicy, WarehouseResource
+from flower_assets.defs.resources import QuarantineThreshold, WarehouseResource
 from flower_assets.quality import integrity
 from flower_assets.quality.catalog import (
     BIDDING_CHECKS,
@@ -47,7 +47,7 @@ def remember_raw_outcomes(
 
 
 Judge = Callable[
-    [dg.AssetCheckExecutionContext, Warehouse, list[date], IntegrityPolicy],
+    [dg.AssetCheckExecutionContext, Warehouse, list[date], QuarantineThreshold],
     Iterator[tuple[date, dict[str, Outcome]]],
 ]
 
@@ -56,7 +56,7 @@ def judge_raw(
     context: dg.AssetCheckExecutionContext,
     wh: Warehouse,
     days: list[date],
-    policy: IntegrityPolicy,
+    threshold: QuarantineThreshold,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
     calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
     for day in days:
@@ -71,7 +71,7 @@ def judge_raw(
         yield (
             day,
             integrity.judge_raw(
-                day, decoded, rejected, earlier, policy.max_rejected_share, pages, repeated
+                day, decoded, rejected, earlier, threshold.max_rejected_share, pages, repeated
             ),
         )
 
@@ -81,7 +81,7 @@ def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
         context: dg.AssetCheckExecutionContext,
         wh: Warehouse,
         days: list[date],
-        policy: IntegrityPolicy,
+        threshold: QuarantineThreshold,
     ) -> Iterator[tuple[date, dict[str, Outcome]]]:
         master = wh.read_table(table)
         twins = integrity.lookalike_twins(master, scope)  # a property of the whole master
@@ -121,7 +121,7 @@ def judge_bidding(
     context: dg.AssetCheckExecutionContext,
     wh: Warehouse,
     days: list[date],
-    policy: IntegrityPolicy,
+    threshold: QuarantineThreshold,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
     named = labels(wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS))
     # Price history for the anomaly rule reaches back before the first date.
@@ -241,7 +241,7 @@ def build_asset_checks(
     def _checks(
         context: dg.AssetCheckExecutionContext,
         warehouse: WarehouseResource,
-        integrity_policy: IntegrityPolicy,
+        quarantine_threshold: QuarantineThreshold,
     ):
         if not (context.has_partition_key or context.has_partition_key_range):
             raise dg.Failure(
@@ -255,7 +255,7 @@ def build_asset_checks(
             context.instance, asset_key, [day.isoformat() for day in days]
         )
         with warehouse.open() as wh:
-            for day, outcomes in judge(context, wh, days, integrity_policy):
+            for day, outcomes in judge(context, wh, days, quarantine_threshold):
                 for name in selected:
                     outcome = outcomes[name]
                     if not outcome.passed:

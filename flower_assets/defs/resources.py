@@ -71,13 +71,13 @@ class WarehouseResource(dg.ConfigurableResource):
     url: str = Field(description="sqlite:///path or postgresql://user:pw@host:port/db")
 
     def open(self) -> Warehouse:
-        warehouse = Warehouse.open(self.url)
-        warehouse.ensure_schema()
-        return warehouse
+        # No DDL per step: one query finds the warehouse at the code's schema revision. Only an
+        # empty one is migrated (once, under the migrations' lock); one behind is refused.
+        return Warehouse.open(self.url)
 
 
-class IntegrityPolicy(dg.ConfigurableResource):
-    """Thresholds of the blocking integrity checks."""
+class QuarantineThreshold(dg.ConfigurableResource):
+    """How much of an auction date may be quarantined before the date is blocked."""
 
     max_rejected_share: float = Field(
         default=0.01,
@@ -106,5 +106,23 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             url=_from_env(settings.DATABASE_URL_ENV, settings.default_database_url())
         ),
-        "integrity_policy": IntegrityPolicy(max_rejected_share=settings.max_rejected_share()),
+        "quarantine_threshold": QuarantineThreshold(max_rejected_share=settings.max_rejected_share()),
     }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The resources of the code location, read from the environment when it loads."""
+    from flower_assets.defs.sensors import AlertResource
+
+    return dg.Definitions(
+        resources={
+            **default_resources(),
+            "alerts": AlertResource(
+                webhook_url=dg.EnvVar(settings.ALERT_WEBHOOK_URL_ENV)
+                if settings.env(settings.ALERT_WEBHOOK_URL_ENV)
+                else None,
+                ui_base_url=settings.env(settings.UI_BASE_URL_ENV) or settings.DEFAULT_UI_BASE_URL,
+            ),
+        }
+    )

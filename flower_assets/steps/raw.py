@@ -57,21 +57,21 @@ def store_answer(
 ) -> pl.DataFrame:
     """Store the date's answer, unless it is the one stored; a correction keeps what changed.
 
-    Returns the changes recorded in the corrections table (none for a first or an unchanged
-    answer); they commit together with the new raw rows.
+    Returns the corrections recorded with the new raw rows: none for a first or an unchanged
+    answer. What changed is judged against the rows stored at the moment of writing.
     """
     if stored is not None and stored.content_hash == content:
         return revisions.NO_CHANGES  # the stored rows already are this answer
-    if stored is None:
-        wh.replace_partition(day, {RAW: raw})
-        return revisions.NO_CHANGES
-    old = wh.read_partition(RAW, day)
-    changes = revisions.diff_answers(old, raw)
-    corrections = revisions.as_recorded(
-        changes, day, unchanged.content_hash(old), content, run_id, now()
-    )
-    wh.replace_partition(day, {RAW: raw}, appended={CORRECTIONS: corrections})
-    return changes
+
+    def corrections_for(old: pl.DataFrame) -> pl.DataFrame:
+        if stored is None and not old.height:
+            return revisions.NO_CHANGES  # the date's first answer
+        changes = revisions.diff_answers(old, raw)
+        return revisions.as_recorded(
+            changes, day, unchanged.content_hash(old), content, run_id, now()
+        )
+
+    return wh.replace_raw(day, raw, corrections_for)
 
 
 def _day_counts(day: date, raw: pl.DataFrame) -> pl.DataFrame:

@@ -28,7 +28,7 @@ import polars as pl
 import pytest
 
 from flower_assets.defs.partitions import auction_date_partitions
-from flower_assets.defs.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
 from flower_assets.sample.days import answer, envelope
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.cache import key_fingerprint, kst_today
@@ -124,7 +124,7 @@ def resources(
             daily_quota=daily_quota,
         ),
         "warehouse": WarehouseResource(url=warehouse_url),
-        "integrity_policy": IntegrityPolicy(max_rejected_share=max_rejected_share),
+        "quarantine_threshold": QuarantineThreshold(max_rejected_share=max_rejected_share),
     }
 
 

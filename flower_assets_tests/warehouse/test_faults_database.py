@@ -20,12 +20,15 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import psycopg2
 import pytest
 
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
+from flower_assets.transform import unchanged
 from flower_assets.warehouse.database import PostgresWarehouse, Warehouse
+from flower_assets.warehouse.schemas import UPLOAD_LOGS
 from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, Market, _drop_tables, item
 from flower_assets_tests.source.test_faults_http import (
     DAY,
@@ -184,7 +187,7 @@ CHILD = r"""
 import json, os, sys, time
 import dagster as dg
 from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.resources import AtApiResource, IntegrityPolicy, WarehouseResource
+from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
 from flower_assets.warehouse.database import PostgresWarehouse, SqliteWarehouse, Warehouse
 
 url, api_url, day, home, hook, report = sys.argv[1:]
@@ -200,15 +203,14 @@ if kind == "hold":
                 time.sleep(600)  # rows written, transaction open: killed here
         cls._insert = _insert
 elif kind == "meet":
-    replace = Warehouse.replace_partition
-    def replace_partition(self, auction_date, frames):
-        if any(t.name == "public_bidding_flowers" for t in frames):
-            open(os.path.join(arg, str(os.getpid())), "w").close()
-            deadline = time.monotonic() + 60
-            while len(os.listdir(arg)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return replace(self, auction_date, frames)
-    Warehouse.replace_partition = replace_partition
+    replace = Warehouse.replace_raw
+    def replace_raw(self, *args, **kwargs):
+        open(os.path.join(arg, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + 60
+        while len(os.listdir(arg)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return replace(self, *args, **kwargs)
+    Warehouse.replace_raw = replace_raw
 
 with dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": False}}) as instance:
     result = dg.materialize(
@@ -221,7 +223,7 @@ with dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": Fal
                 service_key=os.environ["CHILD_KEY"], base_url=api_url, backoff_s=0.01
             ),
             "warehouse": WarehouseResource(url=url),
-            "integrity_policy": IntegrityPolicy(),
+            "quarantine_threshold": QuarantineThreshold(),
         },
     )
 failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
@@ -328,6 +330,14 @@ def test_two_runs_of_the_same_date_at_once_leave_one_complete_version(
     assert_masters_sound(url)
     if all(report["success"] for report in reports.values()):
         assert_reconciles(url)
+    # Each run recorded what it changed from the answer it really replaced: every answer the
+    # upload log says was stored can be rebuilt from the corrections.
+    with Warehouse.open(url) as wh:
+        uploads = wh.read_table(UPLOAD_LOGS)
+        for content in uploads.filter(pl.col("status") == "success")["content_hash"]:
+            assert (
+                unchanged.content_hash(wh.answer_as_of(date.fromisoformat(DAY), content)) == content
+            )
     assert_converges(url, instance, markets[winners[0]])
 
 
@@ -374,8 +384,7 @@ def test_a_read_only_sqlite_warehouse_is_named_in_the_error(what, tmp_path, inst
     directory = tmp_path / "warehouse"
     directory.mkdir()
     path = directory / "warehouse.sqlite"
-    with Warehouse.open(f"sqlite:///{path}") as wh:
-        wh.ensure_schema()
+    Warehouse.open(f"sqlite:///{path}").close()  # first use creates the tables
     with read_only(path if what == "file" else directory), FakeAtServer(version_b().rows_for) as s:
         result = run(f"sqlite:///{path}", instance, s.url)
     assert not result.success
@@ -397,7 +406,6 @@ def reserve_many(url: str, fingerprint: str, kst_date: str, quota: int, tries: i
 def test_concurrent_call_reservations_never_exceed_the_daily_quota(workers, warehouse_url):
     quota, runs, tries = 60, 3, 40  # 120 calls wanted, 60 allowed
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         assert wh.reserve_api_call("otherkey", date(2024, 5, 10), quota)  # another key: its own
     if workers == "processes":
         pool = ProcessPoolExecutor(runs, mp_context=multiprocessing.get_context("spawn"))

@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateTable
 
-from flower_assets.warehouse.database import Warehouse, create_table_sql, display_url
+from flower_assets.warehouse.database import Warehouse, display_url
 from flower_assets.warehouse.schemas import (
     API_RESPONSES,
     BIDDING,
@@ -18,6 +20,7 @@ from flower_assets.warehouse.schemas import (
     REJECTED,
     TABLES,
 )
+from flower_assets.warehouse.tables import TABLES_BY_NAME
 
 D1, D2 = date(2024, 5, 10), date(2024, 5, 11)
 
@@ -42,12 +45,12 @@ def raw_frame(day: date, names: list[str]) -> pl.DataFrame:
     )
 
 
-def test_ddl_comes_from_the_models():
-    ddl = "\n".join(create_table_sql(BIDDING, "postgres"))
+def test_tables_come_from_the_models():
+    ddl = str(CreateTable(TABLES_BY_NAME[BIDDING.name]).compile(dialect=postgresql.dialect()))
     assert "UNIQUE (auction_date, flower_id, grade)" in ddl
-    assert "FOREIGN KEY (flower_id) REFERENCES flowers (id)" in ddl
+    assert "FOREIGN KEY(flower_id) REFERENCES flowers (id)" in ddl
     assert "quantity BIGINT NOT NULL" in ddl
-    raw = "\n".join(create_table_sql(RAW, "sqlite"))
+    raw = str(CreateTable(TABLES_BY_NAME[RAW.name]).compile(dialect=sqlite.dialect()))
     assert "quantity INTEGER," in raw and "raw_item TEXT NOT NULL" in raw
 
 
@@ -58,9 +61,8 @@ def test_display_url_hides_the_password():
 
 
 def test_round_trip_keeps_types_and_values(warehouse_url):
-    with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
-        wh.ensure_schema()  # idempotent
+    Warehouse.open(warehouse_url).close()  # first use creates the tables
+    with Warehouse.open(warehouse_url) as wh:  # later uses find them
         frame = raw_frame(D1, ["a", "b", "it's; DROP TABLE flowers; --", "🌹"])
         wh.replace_partition(D1, {RAW: frame})
         back = wh.read_partition(RAW, D1)
@@ -69,7 +71,6 @@ def test_round_trip_keeps_types_and_values(warehouse_url):
 
 def test_replacing_a_partition_touches_only_that_date(warehouse_url):
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         wh.replace_partition(D1, {RAW: raw_frame(D1, ["a", "b"])})
         wh.replace_partition(D2, {RAW: raw_frame(D2, ["c"])})
         wh.replace_partition(D1, {RAW: raw_frame(D1, ["x"])})
@@ -79,7 +80,6 @@ def test_replacing_a_partition_touches_only_that_date(warehouse_url):
 
 def test_a_failing_write_leaves_the_previous_partition_whole(warehouse_url):
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         wh.replace_partition(D1, {RAW: raw_frame(D1, ["a", "b"])})
         broken = raw_frame(D1, ["x"]).with_columns(pl.lit(None, pl.String).alias("raw_item"))
         with pytest.raises(Exception, match=r"(?i)null"):
@@ -100,7 +100,6 @@ def test_masters_only_grow_and_keep_their_ids(warehouse_url):
         }
     )
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         wh.upsert_items(items)
         first = wh.read_table(FLOWER_TYPES)
         # Seen again later, and once earlier (a backfill): dates widen, ids stay, no duplicates.
@@ -141,16 +140,14 @@ def test_masters_only_grow_and_keep_their_ids(warehouse_url):
     assert varieties.height == 1 and varieties["last_seen_date"].item() == D2
 
 
-def test_every_table_exists_after_ensure_schema(warehouse_url):
+def test_every_table_exists_after_first_use(warehouse_url):
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         for table in TABLES:
             assert wh.read_table(table).height == 0
 
 
 def test_a_variety_must_point_to_an_existing_item(warehouse_url):
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         orphan = pl.DataFrame(
             {
                 "flower_type_id": [999],
@@ -181,7 +178,6 @@ def cached_pages(body: str) -> pl.DataFrame:
 
 def test_two_runs_caching_the_same_answer_at_once_keep_the_later_one(warehouse_url, monkeypatch):
     with Warehouse.open(warehouse_url) as wh:
-        wh.ensure_schema()
         kind = type(wh)
     inserted, release = threading.Event(), threading.Event()
     insert = kind._insert
