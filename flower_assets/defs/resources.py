@@ -106,7 +106,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(
             url=_from_env(settings.DATABASE_URL_ENV, settings.default_database_url())
         ),
-        "quarantine_threshold": QuarantineThreshold(max_rejected_share=settings.max_rejected_share()),
+        "quarantine_threshold": QuarantineThreshold(
+            max_rejected_share=settings.max_rejected_share()
+        ),
     }
 
 
