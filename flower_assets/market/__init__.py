@@ -1,0 +1,1 @@
+"""The market layer: price tables, the category price index and the market report."""
