@@ -11,11 +11,17 @@ from pathlib import Path
 import dagster as dg
 
 from flower_assets import settings
-from flower_assets.defs.assets import GROUP, bidding_flowers, flower_auction_assets
-from flower_assets.defs.checks import flower_auction_checks
+from flower_assets.defs.assets import (
+    GROUP,
+    MARKET_GROUP,
+    bidding_flowers,
+    flower_auction_assets,
+    flower_market,
+)
+from flower_assets.defs.checks import flower_auction_checks, market_checks
 from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
 from flower_assets.defs.schedules import build_daily_schedule
-from flower_assets.defs.sensors import build_alert_sensor
+from flower_assets.defs.sensors import build_alert_sensor, build_market_sensor
 
 LIVE = settings.env(settings.API_KEY_ENV) is not None
 
@@ -37,9 +43,17 @@ flower_auction_job = dg.define_asset_job(
     "and check each date.",
 )
 
+flower_market_job = dg.define_asset_job(
+    "flower_market_job",
+    selection=dg.AssetSelection.groups(MARKET_GROUP),
+    partitions_def=auction_date_partitions,
+    description="Observe the stored answers, then build the market tables of the selected "
+    "auction dates from the auction records, and check each date.",
+)
+
 flower_checks_job = dg.define_asset_job(
     "flower_checks_job",
-    selection=dg.AssetSelection.checks(*flower_auction_checks),
+    selection=dg.AssetSelection.checks(*flower_auction_checks, *market_checks),
     partitions_def=auction_date_partitions,
     description="Judge the stored tables' checks again for the selected auction dates, without "
     "fetching or rewriting anything.",
@@ -49,10 +63,14 @@ defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
     dg.Definitions(
         asset_checks=freshness_checks,
-        jobs=[flower_auction_job, flower_checks_job],
+        jobs=[flower_auction_job, flower_market_job, flower_checks_job],
         schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
         sensors=[
-            build_alert_sensor({a.key for a in flower_auction_assets}, {flower_auction_job.name}),
+            build_alert_sensor(
+                {a.key for a in flower_auction_assets} | set(flower_market.keys),
+                {flower_auction_job.name, flower_market_job.name},
+            ),
+            build_market_sensor(flower_auction_job, flower_market_job),
             *(
                 [
                     dg.build_sensor_for_freshness_checks(

@@ -13,6 +13,7 @@ API_KEY_ENV = "FLOWER_API_KEY"
 API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
 DATABASE_URL_ENV = "FLOWER_DATABASE_URL"
 START_DATE_ENV = "FLOWER_START_DATE"
+INDEX_BASE_DATE_ENV = "FLOWER_INDEX_BASE_DATE"
 MAX_REJECTED_SHARE_ENV = "FLOWER_MAX_REJECTED_SHARE"
 CORRECTION_DAYS_ENV = "FLOWER_CORRECTION_DAYS"
 DAILY_QUOTA_ENV = "FLOWER_API_DAILY_QUOTA"
@@ -59,6 +60,17 @@ def start_date() -> date:
         return date.fromisoformat(raw)
     except ValueError:
         raise ValueError(f"{START_DATE_ENV}={raw!r} is not a YYYY-MM-DD date") from None
+
+
+def index_base_date() -> date | None:
+    """The date on which the category price index is 100; None: each category's first date."""
+    raw = env(INDEX_BASE_DATE_ENV)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{INDEX_BASE_DATE_ENV}={raw!r} is not a YYYY-MM-DD date") from None
 
 
 def default_database_url() -> str:

@@ -7,21 +7,38 @@ figures as the date's materialization, also when nothing was rewritten (`content
 false`). The checks of each asset are judged after it, per date, in `checks.py`.
 """
 
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from flower_assets import settings
 from flower_assets.defs.checks import remember_raw_outcomes
 from flower_assets.defs.columns import definition_metadata
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
-from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
+from flower_assets.defs.resources import (
+    AtApiResource,
+    PriceIndexSettings,
+    QuarantineThreshold,
+    WarehouseResource,
+)
 from flower_assets.source.cache import CachedApi
+from flower_assets.steps.market import MarketStep
 from flower_assets.steps.normalizing import MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
 from flower_assets.steps.report import DateReport, Markdown, dates_label
-from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, Table
+from flower_assets.transform import unchanged
+from flower_assets.warehouse.schemas import (
+    BIDDING,
+    CATEGORY_PRICE_INDEX,
+    DAILY_ITEM_PRICES,
+    FLOWER_TYPES,
+    FLOWERS,
+    RAW,
+    VARIETY_PRICE_CHANGES,
+    Table,
+)
 
 GROUP = "flower_auction"
 API_POOL = "flower_api"
@@ -61,14 +78,23 @@ def each_auction_date(
 ) -> None:
     """For each auction date of the run: compute and write it (`load`), then record it."""
     for day in days:
-        report = load(day)
-        for level, message in report.messages:
-            getattr(context.log, level)(message)
-        metadata = {
-            name: dg.MetadataValue.md(value) if isinstance(value, Markdown) else value
-            for name, value in report.metadata.items()
-        }
-        context.add_asset_metadata(metadata, partition_key=day.isoformat())
+        record(context, day, load(day))
+
+
+def record(
+    context: dg.AssetExecutionContext,
+    day: date,
+    report: DateReport,
+    asset_key: dg.AssetKey | None = None,
+) -> None:
+    """A date's report as that date's materialization metadata and log lines."""
+    for level, message in report.messages:
+        getattr(context.log, level)(message)
+    metadata = {
+        name: dg.MetadataValue.md(value) if isinstance(value, Markdown) else value
+        for name, value in report.metadata.items()
+    }
+    context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=day.isoformat())
 
 
 def _recompute(context: dg.AssetExecutionContext) -> bool:
@@ -172,3 +198,94 @@ def bidding_flowers(
 
 
 flower_auction_assets = [public_bidding_flowers, flower_types, flowers, bidding_flowers]
+
+
+# --- the market layer ---------------------------------------------------------------------------
+
+MARKET_GROUP = "flower_market"
+# How far forward Dagster shows a correction's effect on the market tables as stale: beyond the
+# trailing 28-day windows (previous auction dates and the chained index reach further), as far
+# as Dagster's per-partition staleness reaches (fewer than 100 dependencies a partition).
+# Rebuilding goes further: every later date (`steps.market.dates_to_rebuild`).
+OBSERVED_DAYS = 98
+MARKET_REACH = dg.TimeWindowPartitionMapping(start_offset=-OBSERVED_DAYS)
+
+
+@dg.observable_source_asset(
+    name="at_api_answers",
+    group_name=MARKET_GROUP,
+    partitions_def=auction_date_partitions,
+    description="What the aT API answered for each auction date, as public_bidding_flowers "
+    "stores it. Its data version is the answer's content hash: a correction gives the date a "
+    "new version, and the market tables of the dates it reaches show stale until rebuilt.",
+)
+def at_api_answers(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.DataVersionsByPartition:
+    """Observe the stored answers' content hashes of the run's dates and the 98 before them."""
+    days = auction_dates(context)
+    first = max(days[0] - timedelta(days=OBSERVED_DAYS), settings.start_date())
+    with warehouse.open() as wh:
+        stored = unchanged.stored_raw(wh.batch_logs(first, days[-1])[0])
+    return dg.DataVersionsByPartition(
+        {day.isoformat(): dg.DataVersion(s.content_hash) for day, s in sorted(stored.items())}
+    )
+
+
+def _market_spec(table: Table, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table.name,
+        group_name=MARKET_GROUP,
+        description=description,
+        metadata=definition_metadata(table),
+        kinds={"polars", "sql"},
+        code_version=CODE_VERSION,
+        deps=[
+            dg.AssetDep(BIDDING.name),
+            dg.AssetDep(at_api_answers, partition_mapping=MARKET_REACH),
+        ],
+    )
+
+
+def _market_specs() -> list[dg.AssetSpec]:
+    # Built in a function: an AssetSpec at module level would be loaded from the defs folder as
+    # an asset of its own, next to the multi-asset that materializes it.
+    return [
+        _market_spec(
+            DAILY_ITEM_PRICES,
+            "Per auction date and item: quantity, total and quantity-weighted average price, and "
+            "its change against the item's previous auction date and its trailing 28 days.",
+        ),
+        _market_spec(
+            VARIETY_PRICE_CHANGES,
+            "Per auction date, variety and grade: today's average price against the last auction "
+            "date it traded, and the trailing 28-day median.",
+        ),
+        _market_spec(
+            CATEGORY_PRICE_INDEX,
+            "Per auction date and category: a chained Törnqvist price index over the "
+            "variety-and-grade pairs traded on consecutive auction dates (100 on the base date).",
+        ),
+    ]
+
+
+@dg.multi_asset(
+    name="flower_market",
+    specs=_market_specs(),
+    partitions_def=auction_date_partitions,
+    backfill_policy=BACKFILL_POLICY,
+)
+def flower_market(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    price_index: PriceIndexSettings,
+) -> Iterator[dg.MaterializeResult]:
+    """Build each auction date's market tables from its auction records and their history."""
+    days = auction_dates(context)
+    with warehouse.open() as wh:
+        step = MarketStep(wh, days, price_index.base())
+        for day in days:
+            for table, report in step.load(day).items():
+                record(context, day, report, dg.AssetKey(table))
+    for key in sorted(context.selected_asset_keys):
+        yield dg.MaterializeResult(asset_key=key, metadata={"run_auction_dates": dates_label(days)})

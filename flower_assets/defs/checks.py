@@ -17,12 +17,15 @@ import polars as pl
 
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
 from flower_assets.defs.resources import QuarantineThreshold, WarehouseResource
-from flower_assets.quality import integrity
+from flower_assets.quality import integrity, market
 from flower_assets.quality.catalog import (
     BIDDING_CHECKS,
+    CATEGORY_PRICE_INDEX_CHECKS,
+    DAILY_ITEM_PRICES_CHECKS,
     FLOWER_TYPES_CHECKS,
     FLOWERS_CHECKS,
     RAW_CHECKS,
+    VARIETY_PRICE_CHANGES_CHECKS,
     Check,
 )
 from flower_assets.quality.integrity import Outcome
@@ -30,7 +33,17 @@ from flower_assets.source.cache import answer_pages
 from flower_assets.transform.quarantine import split_loadable
 from flower_assets.transform.raw import item_fields
 from flower_assets.warehouse.database import Warehouse
-from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, Table
+from flower_assets.warehouse.schemas import (
+    BIDDING,
+    CATEGORY_PRICE_INDEX,
+    DAILY_ITEM_PRICES,
+    FLOWER_TYPES,
+    FLOWERS,
+    RAW,
+    REJECTED,
+    VARIETY_PRICE_CHANGES,
+    Table,
+)
 
 # The raw step judges each date it stores (its blocking checks decide what loads); the raw
 # checks step of the same run takes those outcomes instead of decoding the items again. Keyed
@@ -283,6 +296,80 @@ def build_asset_checks(
     return _checks
 
 
+def _market_records(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
+    return by_date(
+        wh.read_range(BIDDING, days[0], days[-1], BIDDING.columns)
+        .join(
+            wh.read_table(FLOWERS).select(pl.col("id").alias("flower_id"), "flower_type_id"),
+            on="flower_id",
+        )
+        .join(
+            wh.read_table(FLOWER_TYPES).select(pl.col("id").alias("flower_type_id"), "flower_gubn"),
+            on="flower_type_id",
+        )
+    )
+
+
+def judge_item_prices(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    threshold: QuarantineThreshold,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    records = _market_records(wh, days)
+    stored = by_date(wh.read_range(DAILY_ITEM_PRICES, days[0], days[-1], DAILY_ITEM_PRICES.columns))
+    for day in days:
+        today = stored.get(day, DAILY_ITEM_PRICES.empty())
+        yield (
+            day,
+            {
+                "reconciles_with_records": market.prices_reconcile(
+                    today, records.get(day, today.clear())
+                )
+            },
+        )
+
+
+def judge_price_changes(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    threshold: QuarantineThreshold,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    records = _market_records(wh, days)
+    table = VARIETY_PRICE_CHANGES
+    stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
+    for day in days:
+        today = stored.get(day, table.empty())
+        yield (
+            day,
+            {
+                "covers_every_record": market.changes_cover_records(
+                    today, records.get(day, BIDDING.empty())
+                )
+            },
+        )
+
+
+def judge_price_index(
+    context: dg.AssetCheckExecutionContext,
+    wh: Warehouse,
+    days: list[date],
+    threshold: QuarantineThreshold,
+) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    index = wh.read_table(CATEGORY_PRICE_INDEX).sort("auction_date")
+    for day in days:
+        today = index.filter(pl.col("auction_date") == day)
+        before = index.filter(pl.col("auction_date") < day).group_by("flower_gubn").last()
+        yield (
+            day,
+            {
+                "chain_consistent": market.chain_consistent(today, before),
+                "links_rest_on_enough_volume": market.matched_share(today),
+            },
+        )
+
+
 raw_checks = build_asset_checks(RAW.name, RAW_CHECKS, judge_raw)
 # The masters' first/last seen dates are judged against the records, so after bidding_flowers.
 flower_types_checks = build_asset_checks(
@@ -298,4 +385,14 @@ flowers_checks = build_asset_checks(
     additional_deps=(BIDDING.name,),
 )
 bidding_checks = build_asset_checks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
+item_prices_checks = build_asset_checks(
+    DAILY_ITEM_PRICES.name, DAILY_ITEM_PRICES_CHECKS, judge_item_prices
+)
+price_changes_checks = build_asset_checks(
+    VARIETY_PRICE_CHANGES.name, VARIETY_PRICE_CHANGES_CHECKS, judge_price_changes
+)
+price_index_checks = build_asset_checks(
+    CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, judge_price_index
+)
+market_checks = [item_prices_checks, price_changes_checks, price_index_checks]
 flower_auction_checks = [raw_checks, flower_types_checks, flowers_checks, bidding_checks]

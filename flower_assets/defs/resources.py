@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import dagster as dg
 import httpx
 from pydantic import Field
@@ -86,6 +88,19 @@ class QuarantineThreshold(dg.ConfigurableResource):
     )
 
 
+class PriceIndexSettings(dg.ConfigurableResource):
+    """Where the category price index is 100."""
+
+    base_date: str | None = Field(
+        default=None,
+        description="YYYY-MM-DD: the index is 100 on each category's first auction date on or "
+        "after it; unset: on each category's first auction date (FLOWER_INDEX_BASE_DATE)",
+    )
+
+    def base(self) -> date | None:
+        return date.fromisoformat(self.base_date) if self.base_date else None
+
+
 def _from_env(name: str, default: str) -> str | dg.EnvVar:
     # EnvVar keeps the value itself out of the UI's resource config; unset falls back to default.
     return dg.EnvVar(name) if settings.env(name) else default
@@ -108,6 +123,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "quarantine_threshold": QuarantineThreshold(
             max_rejected_share=settings.max_rejected_share()
+        ),
+        "price_index": PriceIndexSettings(
+            base_date=base.isoformat() if (base := settings.index_base_date()) else None
         ),
     }
 

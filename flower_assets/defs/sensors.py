@@ -36,6 +36,10 @@ from flower_assets.defs.alerts import (
     run_failure_alert,
     run_partitions,
 )
+from flower_assets.defs.assets import BACKFILL_POLICY
+from flower_assets.defs.partitions import date_chunks, run_dates
+from flower_assets.defs.resources import WarehouseResource
+from flower_assets.steps.market import dates_to_rebuild
 
 RUN_OUTCOMES = (
     dg.DagsterEventType.RUN_SUCCESS,
@@ -302,3 +306,41 @@ def build_alert_sensor(
         return dg.SkipReason(f"{tick.sent} alerts sent; {stopped}; cursor {tick.cursor.dump()}")
 
     return flower_alerts
+
+
+def build_market_sensor(
+    auction_job: dg.UnresolvedAssetJobDefinition, market_job: dg.UnresolvedAssetJobDefinition
+) -> dg.RunStatusSensorDefinition:
+    """After each successful auction run: rebuild the market tables that run made out of date."""
+
+    @dg.run_status_sensor(
+        name="market_after_auctions",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[auction_job],
+        request_job=market_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="After each successful flower_auction_job run, builds the market tables of "
+        "its auction dates and of every later date a correction in it reached, in runs of at "
+        "most 100 dates.",
+    )
+    def market_after_auctions(
+        context: dg.RunStatusSensorContext, warehouse: WarehouseResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        run = context.dagster_run
+        with warehouse.open() as wh:
+            dates = dates_to_rebuild(wh, run_dates(run.tags), [run.run_id])
+        if not dates:
+            return dg.SkipReason(f"run {run.run_id} covered no auction date")
+        size = BACKFILL_POLICY.max_partitions_per_run or len(dates)
+        return [
+            dg.RunRequest(
+                run_key=f"{run.run_id}:{first}",
+                tags={
+                    "dagster/asset_partition_range_start": first.isoformat(),
+                    "dagster/asset_partition_range_end": last.isoformat(),
+                },
+            )
+            for first, last in date_chunks(dates[0], dates[-1], size)
+        ]
+
+    return market_after_auctions

@@ -120,3 +120,31 @@ def blocked_by(checks: tuple[Check, ...], outcomes: dict[str, Outcome]) -> str |
         if check.blocking and not outcomes[check.name].passed
     ]
     return "; ".join(failed) or None
+
+
+DAILY_ITEM_PRICES_CHECKS = (
+    Check(
+        "reconciles_with_records",
+        "Per category, Σ quantity and Σ total_price equal those of the date's records in "
+        "bidding_flowers: fails when the records changed and the date was not rebuilt.",
+    ),
+)
+VARIETY_PRICE_CHANGES_CHECKS = (
+    Check(
+        "covers_every_record",
+        "One row per record of the date in bidding_flowers, at the record's quantity and price.",
+    ),
+)
+CATEGORY_PRICE_INDEX_CHECKS = (
+    Check(
+        "chain_consistent",
+        "index_value = the category's previous index_value × exp(chain_link), and 100 on the "
+        "base date: fails when an earlier date changed and this one was not rebuilt.",
+    ),
+    Check(
+        "links_rest_on_enough_volume",
+        "Each chain link rests on matched pairs carrying at least 25% of the category's "
+        "quantity on the date; below that the index moves on little.",
+        severity=WARN,
+    ),
+)

@@ -44,7 +44,7 @@ class Outcome:
     sample: pl.DataFrame | None = None
 
 
-def _sample(frame: pl.DataFrame) -> pl.DataFrame | None:
+def sample_of(frame: pl.DataFrame) -> pl.DataFrame | None:
     return frame.head(SAMPLE_ROWS) if frame.height else None
 
 
@@ -124,7 +124,7 @@ def rejected_share(raw_rows: int, rejected: pl.DataFrame, threshold: float) -> O
         "by_reason": reasons,
     }
     sample = rejected.select("flower_gubn", "reason", "reason_text", "raw_item")
-    return Outcome(passed, summary, meta, _sample(sample))
+    return Outcome(passed, summary, meta, sample_of(sample))
 
 
 def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
@@ -150,7 +150,7 @@ def duplicate_keys(raw: pl.DataFrame) -> Outcome:
         else (f"{duplicated.height} rows share a key with another row (kept in quarantine)")
     )
     return Outcome(
-        passed, summary, {"duplicate_rows": duplicated.height}, _sample(duplicated.unique())
+        passed, summary, {"duplicate_rows": duplicated.height}, sample_of(duplicated.unique())
     )
 
 
@@ -167,7 +167,7 @@ def dates_match(raw: pl.DataFrame) -> Outcome:
             f"{wrong.height} rows carry another saleDate, e.g. {wrong['saleDate'][0]!r} for {wrong['asked'][0]}"
         )
     )
-    return Outcome(passed, summary, {"mismatched_rows": wrong.height}, _sample(wrong))
+    return Outcome(passed, summary, {"mismatched_rows": wrong.height}, sample_of(wrong))
 
 
 def _violations(records: pl.DataFrame, offending: pl.DataFrame, rule: str) -> Outcome:
@@ -184,7 +184,7 @@ def _violations(records: pl.DataFrame, offending: pl.DataFrame, rule: str) -> Ou
         "share": round(share, 6),
         "tolerated_share": PRICE_RULE_TOLERATED_SHARE,
     }
-    return Outcome(passed, summary, meta, _sample(offending))
+    return Outcome(passed, summary, meta, sample_of(offending))
 
 
 def prices_ordered(records: pl.DataFrame) -> Outcome:
@@ -276,7 +276,7 @@ def price_anomalies(today: pl.DataFrame, history: pl.DataFrame, day: date) -> Ou
         "anomalies": offenders.height,
         "z_threshold": ANOMALY_Z,
     }
-    return Outcome(passed, summary, meta, _sample(offenders.drop("mad")))
+    return Outcome(passed, summary, meta, sample_of(offenders.drop("mad")))
 
 
 def expected_auction_day(day: date, rows_today: dict[str, int], history: pl.DataFrame) -> Outcome:
@@ -366,7 +366,7 @@ def lookalike_names(twins: pl.DataFrame, scope: str, referenced: pl.Series) -> O
     )
     sample = today.select("id", scope, "name", pl.col("name").str.encode("hex").alias("utf8_hex"))
     return Outcome(
-        passed, summary, {"lookalike_rows": today.height}, _sample(sample.sort(scope, "id"))
+        passed, summary, {"lookalike_rows": today.height}, sample_of(sample.sort(scope, "id"))
     )
 
 
@@ -392,7 +392,7 @@ def seen_dates_match_records(master: pl.DataFrame, referenced: pl.Series, day: d
         f"{stale.height} rows first or last seen on {day} without a record that day"
     )
     meta = {"rows_traded": used.height, "outside_range": outside.height, "stale": stale.height}
-    return Outcome(passed, summary, meta, _sample(wrong.sort("id")))
+    return Outcome(passed, summary, meta, sample_of(wrong.sort("id")))
 
 
 def judge_raw(

@@ -265,6 +265,28 @@ class Warehouse(ABC):
             schema, self._fetch(sql, (self._date_param(first), self._date_param(last)))
         )
 
+    def corrected_dates(self, run_ids: list[str]) -> list[date]:
+        """Auction dates whose answer the given runs corrected (auction_corrections)."""
+        if not run_ids:
+            return []
+        marks = ", ".join(self._placeholder for _ in run_ids)
+        sql = f"SELECT DISTINCT auction_date FROM {CORRECTIONS.name} WHERE run_id IN ({marks})"
+        return self._frame({"auction_date": pl.Date}, self._fetch(sql, tuple(run_ids)))[
+            "auction_date"
+        ].to_list()
+
+    def last_auction_date(self, table: Table) -> date | None:
+        """The latest auction date a partitioned table holds, or None if it is empty."""
+        rows = self._fetch(f"SELECT max(auction_date) FROM {table.name}")
+        return self._frame({"auction_date": pl.Date}, rows)["auction_date"][0]
+
+    def read_sql(
+        self, sql_name: str, params: tuple, schema: Mapping[str, pl.DataType]
+    ) -> pl.DataFrame:
+        """The rows of a query in `sql/<dialect>/<sql_name>.sql`; dates may be given as dates."""
+        values = tuple(self._date_param(v) if isinstance(v, date) else v for v in params)
+        return self._frame(dict(schema), self._fetch(_sql(self.dialect, sql_name), values))
+
     def rows_per_category(self, table: Table, auction_date: date) -> dict[str, int]:
         """One auction date's row count per category, counted by the database."""
         sql = (

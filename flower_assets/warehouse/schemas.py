@@ -347,6 +347,134 @@ class WarehouseSource(pa.DataFrameModel):
         metadata = {"table": "warehouse_source", "unique": [("slot",)]}
 
 
+def _price(description: str) -> pa.Field:
+    return pa.Field(ge=0, description=f"{description}, in won")
+
+
+def _change(what: str, reference: str, percent: bool = False) -> pa.Field:
+    unit = "in percent of the reference, 2 decimals" if percent else "in won"
+    return pa.Field(
+        nullable=True, description=f"{what} minus {reference}, {unit}; null without one"
+    )
+
+
+class DailyItemPrices(pa.DataFrameModel):
+    """Market layer: one row per auction date and item that traded (품목별 일별 시세).
+
+    These column names are a contract with the service that reads them.
+    """
+
+    auction_date: pl.Date = pa.Field(description="Auction date (경매일자)")
+    flower_type_id: pl.Int64 = pa.Field(description="Item (flower_types.id)")
+    flower_gubn: str = pa.Field(description="Category (화훼부류)")
+    name: str = pa.Field(description="Item name (품목명)")
+    quantity: pl.Int64 = pa.Field(gt=0, description="Σ quantity of the item's records (거래량)")
+    total_price: pl.Int64 = _price("Σ total_price of the item's records (총금액)")
+    avg_price: pl.Int64 = _price(
+        "Quantity-weighted average price: round(total_price / quantity), half up"
+    )
+    varieties_traded: pl.Int64 = pa.Field(gt=0, description="Varieties traded on the date")
+    grades_traded: pl.Int64 = pa.Field(gt=0, description="Distinct grades traded on the date")
+    prev_auction_date: pl.Date = pa.Field(
+        nullable=True,
+        description="The item's previous auction date (the latest earlier date it traded, "
+        "within 365 days); null if none",
+    )
+    prev_avg_price: pl.Int64 = pa.Field(
+        nullable=True, description="avg_price on prev_auction_date, in won"
+    )
+    change_vs_prev: pl.Int64 = _change("avg_price", "prev_avg_price")
+    change_vs_prev_pct: pl.Float64 = _change("avg_price", "prev_avg_price", percent=True)
+    avg_price_28d: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Quantity-weighted average price over the 28 days before the date "
+        "(D−28 … D−1), in won; null if the item did not trade then",
+    )
+    change_vs_28d: pl.Int64 = _change("avg_price", "avg_price_28d")
+    change_vs_28d_pct: pl.Float64 = _change("avg_price", "avg_price_28d", percent=True)
+
+    class Config:
+        strict = True
+        unique = ["auction_date", "flower_type_id"]
+        metadata = {
+            "table": "daily_item_prices",
+            "partition_column": "auction_date",
+            "unique": [("auction_date", "flower_type_id")],
+            "foreign_keys": {"flower_type_id": "flower_types"},
+        }
+
+
+class VarietyPriceChanges(pa.DataFrameModel):
+    """Market layer: one row per auction date, variety and grade: today against last time."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date (경매일자)")
+    flower_gubn: str = pa.Field(description="Category (화훼부류)")
+    flower_type_id: pl.Int64 = pa.Field(description="Item (flower_types.id)")
+    item_name: str = pa.Field(description="Item name (품목명)")
+    flower_id: pl.Int64 = pa.Field(description="Variety (flowers.id)")
+    variety_name: str = pa.Field(description="Variety name (품종명)")
+    grade: str = pa.Field(description="Grade (등급)")
+    quantity: pl.Int64 = pa.Field(gt=0, description="Quantity traded (거래량)")
+    avg_price: pl.Int64 = _price("Average price of the date (평균가)")
+    prev_auction_date: pl.Date = pa.Field(
+        nullable=True,
+        description="The previous auction date on which this variety and grade traded "
+        "(within 365 days); null if none",
+    )
+    prev_avg_price: pl.Int64 = pa.Field(
+        nullable=True, description="avg_price on prev_auction_date, in won"
+    )
+    change_vs_prev: pl.Int64 = _change("avg_price", "prev_avg_price")
+    change_vs_prev_pct: pl.Float64 = _change("avg_price", "prev_avg_price", percent=True)
+    median_price_28d: pl.Int64 = pa.Field(
+        nullable=True,
+        description="Median of the variety and grade's average prices over the 28 days before "
+        "the date (D−28 … D−1), half up to won; null if it did not trade then",
+    )
+
+    class Config:
+        strict = True
+        unique = ["auction_date", "flower_id", "grade"]
+        metadata = {
+            "table": "variety_price_changes",
+            "partition_column": "auction_date",
+            "unique": [("auction_date", "flower_id", "grade")],
+            "foreign_keys": {"flower_id": "flowers"},
+        }
+
+
+class CategoryPriceIndex(pa.DataFrameModel):
+    """Market layer: a chained Törnqvist price index per auction date and category."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date (경매일자)")
+    flower_gubn: str = pa.Field(description="Category (화훼부류)")
+    index_value: pl.Float64 = pa.Field(
+        gt=0, description="The index: 100 on base_date, chained through matched pairs"
+    )
+    chain_link: pl.Float64 = pa.Field(
+        description="ln(index / index on the category's previous auction date): Σ ½(w_s + w_t)"
+        " · ln(p_t / p_s) over the matched pairs; 0 when none matched"
+    )
+    matched_pairs: pl.Int64 = pa.Field(
+        ge=0,
+        description="Variety-and-grade pairs traded (at a positive price) on both this and "
+        "the category's previous auction date",
+    )
+    quantity_share: pl.Float64 = pa.Field(
+        ge=0, le=1, description="The matched pairs' share of the category's quantity on the date"
+    )
+    base_date: pl.Date = pa.Field(description="The date on which the index is 100")
+
+    class Config:
+        strict = True
+        unique = ["auction_date", "flower_gubn"]
+        metadata = {
+            "table": "category_price_index",
+            "partition_column": "auction_date",
+            "unique": [("auction_date", "flower_gubn")],
+        }
+
+
 @dataclass(frozen=True)
 class Table:
     """A warehouse table as its model declares it."""
@@ -388,6 +516,10 @@ PROCESS_LOGS = Table(FlowerBatchProcessLogs)
 API_RESPONSES = Table(ApiResponses)
 API_CALL_COUNTS = Table(ApiCallCounts)
 WAREHOUSE_SOURCE = Table(WarehouseSource)
+DAILY_ITEM_PRICES = Table(DailyItemPrices)
+VARIETY_PRICE_CHANGES = Table(VarietyPriceChanges)
+CATEGORY_PRICE_INDEX = Table(CategoryPriceIndex)
+MARKET_TABLES: tuple[Table, ...] = (DAILY_ITEM_PRICES, VARIETY_PRICE_CHANGES, CATEGORY_PRICE_INDEX)
 TABLES: tuple[Table, ...] = (
     RAW,
     FLOWER_TYPES,
@@ -400,4 +532,5 @@ TABLES: tuple[Table, ...] = (
     API_RESPONSES,
     API_CALL_COUNTS,
     WAREHOUSE_SOURCE,
+    *MARKET_TABLES,
 )

@@ -34,9 +34,16 @@ TYPES = {
         pl.String: "TEXT",
         pl.Date: "DATE",
         pl.Datetime: "TIMESTAMP WITH TIME ZONE",
+        pl.Float64: "DOUBLE PRECISION",
     },
     # SQLite keeps dates and timestamps as ISO text.
-    "sqlite": {pl.Int64: "INTEGER", pl.String: "TEXT", pl.Date: "TEXT", pl.Datetime: "TEXT"},
+    "sqlite": {
+        pl.Int64: "INTEGER",
+        pl.String: "TEXT",
+        pl.Date: "TEXT",
+        pl.Datetime: "TEXT",
+        pl.Float64: "DOUBLE",
+    },
 }
 
 
@@ -347,15 +354,15 @@ ADD_COLUMN = textwrap.dedent(
     '''
     """bidding_flowers.price_spread: highest minus lowest price.
 
-    Revision ID: 0002
-    Revises: 0001
+    Revision ID: 9001
+    Revises: HEAD
     """
 
     import sqlalchemy as sa
     from alembic import op
 
-    revision = "0002"
-    down_revision = "0001"
+    revision = "9001"
+    down_revision = "HEAD"
     branch_labels = None
     depends_on = None
 
@@ -385,13 +392,14 @@ def test_a_new_migration_adding_a_column_applies_to_a_filled_warehouse(
     assert before["bidding_flowers"] and before["flowers"]
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_price_spread.py").write_text(ADD_COLUMN)
-    assert migrate.head(scripts) == "0002"
+    head = migrate.head()  # the package's own latest revision
+    (scripts / "versions" / "9001_price_spread.py").write_text(ADD_COLUMN.replace("HEAD", head))
+    assert migrate.head(scripts) == "9001"
 
-    # Behind the code that carries 0002: first use refuses, nothing changes.
-    with pytest.raises(migrate.SchemaNotCurrent, match=r"revision 0001; this code needs 0002"):
+    # Behind the code that carries 9001: first use refuses, nothing changes.
+    with pytest.raises(migrate.SchemaNotCurrent, match=rf"revision {head}; this code needs 9001"):
         migrate.upgrade(warehouse_url, only_if_empty=True, script_location=scripts)
-    assert migrate.upgrade(warehouse_url, script_location=scripts) == ("0001", "0002")
+    assert migrate.upgrade(warehouse_url, script_location=scripts) == (head, "9001")
 
     assert rows(warehouse_url) == before  # every column of the models keeps its values
     spread = with_connection(
@@ -402,7 +410,7 @@ def test_a_new_migration_adding_a_column_applies_to_a_filled_warehouse(
         ).one(),
     )
     assert spread == (len(before["bidding_flowers"]), len(before["bidding_flowers"]))
-    # The package's own code (head 0001) does not know 0002: it refuses, it does not guess.
+    # The package's own code does not know 9001: it refuses, it does not guess.
     with pytest.raises(migrate.SchemaNotCurrent, match="does not know"):
         Warehouse.open(warehouse_url)
 

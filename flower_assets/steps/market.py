@@ -1,0 +1,146 @@
+"""The market step for one auction date: the date's item prices, variety price changes and
+category price index, replaced together in one transaction.
+
+The whole run's dates are computed at once from the auction records (pure functions of
+`flower_assets.market`), reading `HISTORY_DAYS` of records before the first date for previous
+auction dates and trailing windows. The chained index needs a link for every auction date of a
+category from its first: links of dates outside the run come from the stored index, and links
+never stored (dates whose market tables were not built yet) are computed from the records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import polars as pl
+
+from flower_assets.market.price_index import chain_links, index_values
+from flower_assets.market.prices import (
+    HISTORY_DAYS,
+    RECORD_COLUMNS,
+    daily_item_prices,
+    variety_price_changes,
+)
+from flower_assets.source.categories import Category
+from flower_assets.steps.report import DateReport
+from flower_assets.warehouse.database import Warehouse
+from flower_assets.warehouse.schemas import (
+    CATEGORY_PRICE_INDEX,
+    DAILY_ITEM_PRICES,
+    VARIETY_PRICE_CHANGES,
+    CategoryPriceIndex,
+    DailyItemPrices,
+    VarietyPriceChanges,
+)
+
+LINK_COLUMNS = ["auction_date", "flower_gubn", "chain_link", "matched_pairs", "quantity_share"]
+# Numeric metadata key of each category's index value (drawn over the dates in the UI's Plots).
+INDEX_METADATA = {c.korean_name: "index_" + c.english_name.replace(" ", "_") for c in Category}
+
+
+def _records(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
+    return wh.read_sql(
+        "market_records", (first - timedelta(days=HISTORY_DAYS), last), RECORD_COLUMNS
+    )
+
+
+def chain(
+    wh: Warehouse, records: pl.DataFrame, days: list[date], base: date | None
+) -> pl.DataFrame:
+    """The index rows of `days`: their links, chained with every other date's from the first."""
+    links = chain_links(records, days)
+    stored = wh.read_table(CATEGORY_PRICE_INDEX).filter(~pl.col("auction_date").is_in(days))
+    known = pl.concat([stored.select(LINK_COLUMNS), links])
+    traded = wh.read_sql(
+        "category_dates", (days[-1],), {"auction_date": pl.Date, "flower_gubn": pl.String}
+    )
+    missing = traded.join(known, on=["auction_date", "flower_gubn"], how="anti")
+    if missing.height:
+        extra = missing["auction_date"].unique().sort().to_list()
+        more = chain_links(_records(wh, extra[0], extra[-1]), extra)
+        known = pl.concat([known, more.join(missing, on=["auction_date", "flower_gubn"])])
+    index = index_values(known, base)
+    bases = (
+        index.filter(pl.lit(True) if base is None else pl.col("auction_date") >= base)
+        .group_by("flower_gubn")
+        .agg(pl.col("auction_date").min().alias("base_date"))
+    )
+    return (
+        index.filter(pl.col("auction_date").is_in(days))
+        .join(bases, on="flower_gubn")
+        .select(CATEGORY_PRICE_INDEX.columns)
+    )
+
+
+@dataclass
+class MarketStep:
+    """Builds the market tables of one run's auction dates, date by date."""
+
+    wh: Warehouse
+    days: list[date]
+    base_date: date | None = None  # of the price index; None: each category's first date
+
+    def __post_init__(self) -> None:
+        records = _records(self.wh, self.days[0], self.days[-1])
+        self.item_prices = daily_item_prices(records, self.days)
+        self.variety_changes = variety_price_changes(records, self.days)
+        self.index = chain(self.wh, records, self.days, self.base_date)
+
+    def load(self, day: date) -> dict[str, DateReport]:
+        """Replace the date's rows of the three tables; each table's report for the date."""
+        on_day = pl.col("auction_date") == day
+        items = DailyItemPrices.validate(self.item_prices.filter(on_day))
+        changes = VarietyPriceChanges.validate(self.variety_changes.filter(on_day))
+        index = CategoryPriceIndex.validate(self.index.filter(on_day))
+        self.wh.replace_partition(
+            day,
+            {DAILY_ITEM_PRICES: items, VARIETY_PRICE_CHANGES: changes, CATEGORY_PRICE_INDEX: index},
+        )
+        quantity = dict(items.group_by("flower_gubn").agg(pl.col("quantity").sum()).rows())
+        risers = changes.filter(pl.col("change_vs_prev") > 0).height
+        fallers = changes.filter(pl.col("change_vs_prev") < 0).height
+        return {
+            DAILY_ITEM_PRICES.name: DateReport(
+                {
+                    "dagster/row_count": items.height,
+                    "quantity_per_category": quantity,
+                    "items_without_history": items["prev_auction_date"].null_count(),
+                }
+            ),
+            VARIETY_PRICE_CHANGES.name: DateReport(
+                {
+                    "dagster/row_count": changes.height,
+                    "pairs_up": risers,
+                    "pairs_down": fallers,
+                    "pairs_without_previous_date": changes["prev_auction_date"].null_count(),
+                }
+            ),
+            CATEGORY_PRICE_INDEX.name: DateReport(
+                {
+                    "dagster/row_count": index.height,
+                    **{
+                        INDEX_METADATA[gubn]: round(value, 4)
+                        for gubn, value in index.select("flower_gubn", "index_value").rows()
+                    },
+                    "matched_pairs": dict(index.select("flower_gubn", "matched_pairs").rows()),
+                }
+            ),
+        }
+
+
+def dates_to_rebuild(wh: Warehouse, run_dates: list[date], run_ids: list[str]) -> list[date]:
+    """The market dates that pipeline runs made out of date, first to last.
+
+    The runs' own dates, and for every date they corrected, every later date already built:
+    the trailing windows and previous auction dates reach forward from a corrected date, and
+    the chained index reaches every later date.
+    """
+    corrected = wh.corrected_dates(run_ids)
+    if not run_dates and not corrected:
+        return []
+    first, last = min([*run_dates, *corrected]), max([*run_dates, *corrected])
+    built = wh.last_auction_date(CATEGORY_PRICE_INDEX)
+    if corrected and built is not None:
+        last = max(last, built)
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
