@@ -10,6 +10,9 @@ import dagster as dg
 # pin the release, so their notices are only noise here.
 for category in (dg.PreviewWarning, dg.BetaWarning, dg.SupersessionWarning):
     warnings.filterwarnings("ignore", category=category)
+# flower_market_job observes at_api_answers (an observable source: no backfill policy) before
+# it builds the market tables (100 dates a run); its runs always name their range.
+warnings.filterwarnings("ignore", message="Found multiple backfill policies")
 
 
 # `dagster … -m flower_assets` finds the code location's Definitions here. Not named `defs`:

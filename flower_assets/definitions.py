@@ -17,11 +17,16 @@ from flower_assets.defs.assets import (
     bidding_flowers,
     flower_auction_assets,
     flower_market,
+    market_report,
 )
 from flower_assets.defs.checks import flower_auction_checks, market_checks
 from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
 from flower_assets.defs.schedules import build_daily_schedule
-from flower_assets.defs.sensors import build_alert_sensor, build_market_sensor
+from flower_assets.defs.sensors import (
+    build_alert_sensor,
+    build_market_sensor,
+    build_report_sensor,
+)
 
 LIVE = settings.env(settings.API_KEY_ENV) is not None
 
@@ -45,10 +50,17 @@ flower_auction_job = dg.define_asset_job(
 
 flower_market_job = dg.define_asset_job(
     "flower_market_job",
-    selection=dg.AssetSelection.groups(MARKET_GROUP),
+    selection=dg.AssetSelection.groups(MARKET_GROUP, include_sources=True)
+    - dg.AssetSelection.assets(market_report),
     partitions_def=auction_date_partitions,
     description="Observe the stored answers, then build the market tables of the selected "
     "auction dates from the auction records, and check each date.",
+)
+
+flower_report_job = dg.define_asset_job(
+    "flower_report_job",
+    selection=dg.AssetSelection.assets(market_report),
+    description="Write the market report of the last year of auction dates.",
 )
 
 flower_checks_job = dg.define_asset_job(
@@ -63,7 +75,7 @@ defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
     dg.Definitions(
         asset_checks=freshness_checks,
-        jobs=[flower_auction_job, flower_market_job, flower_checks_job],
+        jobs=[flower_auction_job, flower_market_job, flower_report_job, flower_checks_job],
         schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
         sensors=[
             build_alert_sensor(
@@ -71,6 +83,7 @@ defs = dg.Definitions.merge(
                 {flower_auction_job.name, flower_market_job.name},
             ),
             build_market_sensor(flower_auction_job, flower_market_job),
+            build_report_sensor(flower_market_job, flower_report_job),
             *(
                 [
                     dg.build_sensor_for_freshness_checks(

@@ -73,6 +73,11 @@ def index_base_date() -> date | None:
         raise ValueError(f"{INDEX_BASE_DATE_ENV}={raw!r} is not a YYYY-MM-DD date") from None
 
 
+def reports_dir() -> Path:
+    """Where the market report asset writes its HTML files: reports/ in the instance directory."""
+    return (Path(env("DAGSTER_HOME") or LOCAL_HOME) / "reports").resolve()
+
+
 def default_database_url() -> str:
     """SQLite file under $DAGSTER_HOME, or under ./.dagster_home when it is unset."""
     home = Path(env("DAGSTER_HOME") or LOCAL_HOME)

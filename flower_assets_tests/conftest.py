@@ -19,7 +19,12 @@ import yaml
 
 from flower_assets.defs.assets import flower_auction_assets
 from flower_assets.defs.checks import flower_auction_checks
-from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
+from flower_assets.defs.resources import (
+    AtApiResource,
+    PriceIndexSettings,
+    QuarantineThreshold,
+    WarehouseResource,
+)
 from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import BIDDING, FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
@@ -156,6 +161,7 @@ def resources_for(
         "at_api": api,
         "warehouse": WarehouseResource(url=warehouse_url),
         "quarantine_threshold": QuarantineThreshold(max_rejected_share=max_rejected_share),
+        "price_index": PriceIndexSettings(),
     }
 
 

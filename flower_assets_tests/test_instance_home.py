@@ -46,8 +46,15 @@ def materialize_one_date(cwd: Path, env: dict[str, str]) -> None:
 
 
 def assert_holds_the_run(instance: dg.DagsterInstance) -> None:
-    """One successful run, its events in the one consolidated log the alert sensor reads."""
-    assert [run.status for run in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+    """One successful run of each job (auction tables, market tables, report), its events in the
+    one consolidated log the alert sensor reads."""
+    runs = instance.get_runs()
+    assert sorted(run.job_name for run in runs) == [
+        "flower_auction_job",
+        "flower_market_job",
+        "flower_report_job",
+    ]
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert not instance.event_log_storage.is_run_sharded
     materialized = instance.get_materialized_partitions(dg.AssetKey("bidding_flowers"))
     assert materialized == {DATE}

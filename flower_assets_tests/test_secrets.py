@@ -316,7 +316,7 @@ def test_the_tracked_files_hold_no_credentials():
             continue  # listed but deleted in the working tree
         data = path.read_bytes()
         if b"\0" in data[:8192]:
-            continue  # binary (the gzipped sample days)
+            continue  # binary
         if hits := credentials_in(data.decode("utf-8", "replace")):
             found[name] = hits
     assert found == {}

@@ -24,7 +24,7 @@ from flower_assets.defs.resources import (
     WarehouseResource,
 )
 from flower_assets.source.cache import CachedApi
-from flower_assets.steps.market import MarketStep
+from flower_assets.steps.market import MarketStep, latest_report_period, report_html
 from flower_assets.steps.normalizing import MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
 from flower_assets.steps.report import DateReport, Markdown, dates_label
@@ -118,7 +118,7 @@ def public_bidding_flowers(
     days = auction_dates(context)
     if at_api.sample_mode:
         context.log.warning(
-            "Sample mode: FLOWER_API_KEY is not set, so the bundled sample auction days are read "
+            "Sample mode: FLOWER_API_KEY is not set, so the sample auction days of the synthetic market are read "
             "instead of the aT API."
         )
     with at_api.client() as client, warehouse.open() as wh:
@@ -289,3 +289,39 @@ def flower_market(
                 record(context, day, report, dg.AssetKey(table))
     for key in sorted(context.selected_asset_keys):
         yield dg.MaterializeResult(asset_key=key, metadata={"run_auction_dates": dates_label(days)})
+
+
+@dg.asset(
+    name="market_report",
+    group_name=MARKET_GROUP,
+    deps=[
+        dg.AssetKey(CATEGORY_PRICE_INDEX.name),
+        dg.AssetKey(DAILY_ITEM_PRICES.name),
+        dg.AssetKey(VARIETY_PRICE_CHANGES.name),
+    ],
+    kinds={"html"},
+    code_version=CODE_VERSION,
+    description="The market report of the last year of auction dates: one self-contained "
+    "HTML file (category indices, top risers and fallers, volume by weekday, the seasonal "
+    "peaks). Its metadata links the latest file.",
+)
+def market_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Write the report of the latest year of market tables, and link it."""
+    with warehouse.open() as wh:
+        period = latest_report_period(wh)
+        if period is None:
+            raise dg.Failure("no market tables yet: run flower_market_job for some auction dates")
+        html = report_html(wh, *period)
+    first, last = period
+    directory = settings.reports_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"market_report_{first}_{last}.html"
+    path.write_text(html, encoding="utf-8")
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.path(str(path)),
+            "report_url": dg.MetadataValue.url(path.as_uri()),
+            "period": f"{first} … {last}",
+            "size_kb": round(len(html.encode()) / 1024, 1),
+        }
+    )

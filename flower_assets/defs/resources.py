@@ -15,7 +15,7 @@ from flower_assets.warehouse.database import LIVE_SOURCE, SAMPLE_SOURCE, Warehou
 
 
 class AtApiResource(dg.ConfigurableResource):
-    """The aT flower-auction API. Without a service key it serves the bundled sample days."""
+    """The aT flower-auction API. Without a service key it serves the sample days of the synthetic market."""
 
     service_key: str | None = Field(
         default=None, description="aT service key; unset: FLOWER_API_KEY from the environment"

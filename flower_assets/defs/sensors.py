@@ -344,3 +344,23 @@ def build_market_sensor(
         ]
 
     return market_after_auctions
+
+
+def build_report_sensor(
+    market_job: dg.UnresolvedAssetJobDefinition, report_job: dg.UnresolvedAssetJobDefinition
+) -> dg.RunStatusSensorDefinition:
+    """After each successful market run: write the market report again."""
+
+    @dg.run_status_sensor(
+        name="report_after_market",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[market_job],
+        request_job=report_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="After each successful flower_market_job run, writes the market report of "
+        "the last year again.",
+    )
+    def report_after_market(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+        return dg.RunRequest(run_key=context.dagster_run.run_id)
+
+    return report_after_market

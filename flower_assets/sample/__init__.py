@@ -1,1 +1,1 @@
-"""Sample mode: the bundled sample days, the synthetic market behind them, a fake aT server."""
+"""Sample mode: the sample period's days, the synthetic market behind them, a fake aT server."""

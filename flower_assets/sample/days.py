@@ -1,27 +1,31 @@
-"""Sample mode: the bundled auction days, served through the real client as the API would.
+"""Sample mode: the synthetic market's days, served through the real client as the API would.
 
 Without FLOWER_API_KEY the client talks to an in-process httpx transport instead of the
 network. It answers exactly like the aT server (JSON envelope, strings for numbers, `lvNm`,
 paging by countPerPage / currentPage, resultCd 5 for a bad parameter), so sample mode runs the
 same request, paging, parsing and loading code as production.
+
+The days are not shipped: each answer is generated when asked, by `market.day_items`, which is
+seeded by date, category and item and so gives the same bytes every time (pinned by the tests).
+The sample period, `SAMPLE_PERIOD`, spans graduation season (February), Parents' Day (May 8)
+and the summer lull (July and August); a date outside it is refused (`NotInSample`).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Callable, Mapping
 from datetime import date
-from functools import cache
-from importlib import resources
-from pathlib import Path
+from functools import lru_cache
 
 import httpx
 
+from flower_assets.sample.market import day_items
 from flower_assets.source.categories import Category
 
 SAMPLE_KEY = "sample-mode"
-_DATA = "data"
+# First and last auction date sample mode serves (inclusive): seven months, 213 dates.
+SAMPLE_PERIOD = (date(2024, 2, 1), date(2024, 8, 31))
 
 RowsFor = Callable[[date, Category], list[dict[str, str]]]
 
@@ -65,31 +69,24 @@ def answer(params: Mapping[str, str], rows_for: RowsFor) -> bytes:
     return envelope("0", "OK", rows[start : start + page_size])
 
 
-@cache
-def sample_days() -> dict[date, dict[str, list[dict[str, str]]]]:
-    """The bundled days: auction date -> category code -> rows as the server sends them."""
-    days = {}
-    for entry in resources.files("flower_assets.sample").joinpath(_DATA).iterdir():
-        if entry.name.endswith(".json.gz"):
-            days[date.fromisoformat(entry.name.removesuffix(".json.gz"))] = json.loads(
-                gzip.decompress(entry.read_bytes())
-            )
-    return days
-
-
 class NotInSample(Exception):
     pass
 
 
+@lru_cache(maxsize=8)  # a day paged in small pages asks for the same rows once per page
+def _generated(auction_date: date, category: Category) -> tuple[dict[str, str], ...]:
+    return tuple(day_items(auction_date, category))
+
+
 def sample_rows(auction_date: date, category: Category) -> list[dict[str, str]]:
-    days = sample_days()
-    if auction_date not in days:
-        shipped = ", ".join(d.isoformat() for d in sorted(days))
+    """The rows the sample server answers for this date and category."""
+    first, last = SAMPLE_PERIOD
+    if not first <= auction_date <= last:
         raise NotInSample(
-            f"sample mode ships only the auction dates {shipped}; {auction_date.isoformat()}"
-            " is not among them. Set FLOWER_API_KEY to fetch real data."
+            f"sample mode serves only the auction dates {first} to {last} (the sample period); "
+            f"{auction_date.isoformat()} is outside it. Set FLOWER_API_KEY to fetch real data."
         )
-    return days[auction_date].get(category.code, [])
+    return list(_generated(auction_date, category))
 
 
 def sample_transport() -> httpx.MockTransport:
@@ -101,13 +98,3 @@ def sample_transport() -> httpx.MockTransport:
         )
 
     return httpx.MockTransport(handle)
-
-
-def write_sample_days(days: list[date], directory: Path) -> None:
-    """Regenerate the bundled sample files from the synthetic market."""
-    from flower_assets.sample.market import day_items
-
-    for day in days:
-        content = {c.code: day_items(day, c) for c in Category}
-        data = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-        (directory / f"{day.isoformat()}.json.gz").write_bytes(gzip.compress(data, mtime=0))

@@ -1,14 +1,23 @@
 """A synthetic but realistic Yangjae market: what the aT API would answer for any date.
 
-It feeds the bundled sample days and the benchmark's fake server. Days follow the market's
-calendar (cut flowers Mon/Wed/Fri, foliage Tue/Thu, orchids Tue/Fri, spring orchids on the
-second Friday of a month; nothing on Sundays and public holidays), names are real-looking Korean
-item, variety and grade names, and each row is aggregated the way the server does it:
+It generates sample mode's days (`sample.days`) and the benchmarks' fake server. Days follow the
+market's calendar (cut flowers Mon/Wed/Fri, foliage Tue/Thu, orchids Tue/Fri, spring orchids on
+the second Friday of a month; nothing on Sundays and public holidays), names are real-looking
+Korean item, variety and grade names, and each row is aggregated the way the server does it:
 max/min over lots, summed quantity and amount, avg = round(total / quantity).
+
+Its seasons, relative to an ordinary day: graduation (February) and the days before Parents'
+Day (May 1-8) fetch 1.5x the price, February also trades more; July and August are a lull with
+fewer rows, fewer lots per row and lower prices, cut flowers most. On top, every item's price
+drifts smoothly from week to week (a category-wide wave and the item's own). Everything is
+seeded by date, category and item, so any day is the same bytes every time; the first sample
+week (2024-05-06 … 2024-05-12) is drift week 0 and an ordinary May week, so these effects leave
+its answers exactly as they were first shipped (pinned by the sample tests).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from datetime import date
@@ -161,7 +170,29 @@ _OTHER_HOLIDAYS = {
     date(2024, 9, 18),
     date(2024, 2, 9),
     date(2024, 2, 12),
+    date(2024, 4, 10),  # National Assembly election day
 }
+# How much trades (share of varieties traded, lots per row) relative to an ordinary day.
+_GRADUATION_ACTIVITY = {
+    Category.CUT_FLOWERS: 1.25,
+    Category.FOLIAGE: 1.1,
+    Category.ORCHIDS: 1.1,
+    Category.SPRING_ORCHIDS: 1.0,
+}
+_SUMMER_ACTIVITY = {
+    Category.CUT_FLOWERS: 0.7,
+    Category.FOLIAGE: 0.85,
+    Category.ORCHIDS: 0.85,
+    Category.SPRING_ORCHIDS: 0.85,
+}
+_SUMMER_PRICE = {
+    Category.CUT_FLOWERS: 0.85,
+    Category.FOLIAGE: 0.92,
+    Category.ORCHIDS: 0.9,
+    Category.SPRING_ORCHIDS: 0.95,
+}
+# Price drift is counted in Monday-to-Sunday weeks from here; week 0 has no drift.
+_DRIFT_EPOCH = date(2024, 5, 6)
 
 
 def is_holiday(day: date) -> bool:
@@ -179,6 +210,45 @@ def trades(day: date, category: Category) -> bool:
 
 def _rng(*parts: object) -> random.Random:
     return random.Random(zlib.crc32("|".join(map(str, parts)).encode()))
+
+
+def price_season(day: date, category: Category) -> float:
+    """The season's price multiplier: graduation and Parents' Day dear, the summer lull cheap."""
+    if (day.month == 5 and day.day <= 8) or day.month == 2:
+        return 1.5
+    if day.month in (7, 8):
+        return _SUMMER_PRICE[category]
+    return 1.0
+
+
+def activity(day: date, category: Category) -> float:
+    """The season's trading multiplier: February busier, July and August quieter."""
+    if day.month == 2:
+        return _GRADUATION_ACTIVITY[category]
+    if day.month in (7, 8):
+        return _SUMMER_ACTIVITY[category]
+    return 1.0
+
+
+def price_drift(day: date, category: Category, item: str) -> float:
+    """The item's price level this week, relative to week 0 (2024-05-06 … 2024-05-12).
+
+    Two smooth waves over the week number: one the whole category shares (4-7% over
+    about half a year), one the item's own (3-8% over 6-16 weeks), each phase seeded by the
+    category and item. Constant within a week, exactly 1 in week 0.
+    """
+    week = (day - _DRIFT_EPOCH).days // 7
+    waves = []
+    for rng, amplitude, period in (
+        (_rng("drift", category.code), (0.04, 0.07), (20.0, 30.0)),
+        (_rng("drift", category.code, item), (0.03, 0.08), (6.0, 16.0)),
+    ):
+        waves.append((rng.uniform(*amplitude), rng.uniform(*period), rng.uniform(0, 2 * math.pi)))
+
+    def level(w: int) -> float:
+        return sum(a * math.sin(2 * math.pi * w / p + phase) for a, p, phase in waves)
+
+    return math.exp(level(week) - level(0))
 
 
 def _varieties(category: Category, item: str, count: int) -> list[str]:
@@ -199,16 +269,22 @@ def day_items(day: date, category: Category, volume: float = 1.0) -> list[dict[s
     items, per_item, base_price, lots, per_lot = _PROFILE[category]
     grades = _CUT_GRADES if category is Category.CUT_FLOWERS else _PLANT_GRADES
     rng = _rng("day", day.isoformat(), category.code)
-    # Busier before Parents' Day (May 8) and in the graduation season (February).
-    season = 1.5 if (day.month == 5 and day.day <= 8) or day.month == 2 else 1.0
+    season, busy = price_season(day, category), activity(day, category)
+    # Both are exactly 1.0 on an ordinary day, so they leave its draws and prices untouched.
+    max_lots = max(1, round(lots * 2 * busy))
     copies = max(1, round(volume))
     rows: list[dict[str, str]] = []
     for item in items:
-        item_price = base_price * _rng("price", item).uniform(0.4, 2.2) * season
+        item_price = (
+            base_price
+            * _rng("price", item).uniform(0.4, 2.2)
+            * season
+            * price_drift(day, category, item)
+        )
         for copy in range(copies):
             suffix = "" if copy == 0 else str(copy + 1)
             for variety in _varieties(category, item, per_item):
-                if rng.random() > min(1.0, 0.55 * volume / copies):
+                if rng.random() > min(1.0, 0.55 * volume * busy / copies):
                     continue
                 variety_price = item_price * _rng("v", item, variety).uniform(0.6, 1.6)
                 for grade in rng.sample(grades, rng.randint(1, len(grades))):
@@ -221,7 +297,7 @@ def day_items(day: date, category: Category, volume: float = 1.0) -> list[dict[s
                             variety + suffix,
                             grade,
                             variety_price * _GRADE_FACTOR[grade],
-                            lots,
+                            max_lots,
                             per_lot,
                         )
                     )
@@ -237,10 +313,10 @@ def _row(
     variety: str,
     grade: str,
     price: float,
-    lots: int,
+    max_lots: int,
     per_lot: int,
 ) -> dict[str, str]:
-    quantities = [rng.randint(1, per_lot * 2) for _ in range(rng.randint(1, lots * 2))]
+    quantities = [rng.randint(1, per_lot * 2) for _ in range(rng.randint(1, max_lots))]
     unit_prices = [max(100, int(round(price * rng.uniform(0.75, 1.25), -1))) for _ in quantities]
     total_qty = sum(quantities)
     total_amt = sum(q * p for q, p in zip(quantities, unit_prices, strict=True))

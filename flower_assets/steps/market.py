@@ -22,6 +22,7 @@ from flower_assets.market.prices import (
     daily_item_prices,
     variety_price_changes,
 )
+from flower_assets.market.report import render_report
 from flower_assets.source.categories import Category
 from flower_assets.steps.report import DateReport
 from flower_assets.warehouse.database import Warehouse
@@ -144,3 +145,25 @@ def dates_to_rebuild(wh: Warehouse, run_dates: list[date], run_ids: list[str]) -
     if corrected and built is not None:
         last = max(last, built)
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+# The market report the pipeline keeps current: the year up to its latest auction date, which
+# holds both seasonal peaks (graduation in February, Parents' Day in May).
+REPORT_DAYS = 366
+
+
+def report_html(wh: Warehouse, first: date, last: date) -> str:
+    """The market report of auction dates first..last, from the stored market tables."""
+    index = wh.read_range(CATEGORY_PRICE_INDEX, first, last, CATEGORY_PRICE_INDEX.columns)
+    items = wh.read_range(DAILY_ITEM_PRICES, first, last, DAILY_ITEM_PRICES.columns)
+    changes = wh.read_range(VARIETY_PRICE_CHANGES, first, last, VARIETY_PRICE_CHANGES.columns)
+    return render_report(index, items, changes, first, last)
+
+
+def latest_report_period(wh: Warehouse) -> tuple[date, date] | None:
+    """The period of the report kept current: `REPORT_DAYS` up to the latest market date."""
+    last = wh.last_auction_date(CATEGORY_PRICE_INDEX)
+    if last is None:
+        return None
+    first_built = wh.first_auction_date(CATEGORY_PRICE_INDEX)
+    return max(first_built, last - timedelta(days=REPORT_DAYS - 1)), last

@@ -277,8 +277,14 @@ class Warehouse(ABC):
 
     def last_auction_date(self, table: Table) -> date | None:
         """The latest auction date a partitioned table holds, or None if it is empty."""
-        rows = self._fetch(f"SELECT max(auction_date) FROM {table.name}")
-        return self._frame({"auction_date": pl.Date}, rows)["auction_date"][0]
+        return self._auction_date(f"SELECT max(auction_date) FROM {table.name}")
+
+    def first_auction_date(self, table: Table) -> date | None:
+        """The earliest auction date a partitioned table holds, or None if it is empty."""
+        return self._auction_date(f"SELECT min(auction_date) FROM {table.name}")
+
+    def _auction_date(self, sql: str) -> date | None:
+        return self._frame({"auction_date": pl.Date}, self._fetch(sql))["auction_date"][0]
 
     def read_sql(
         self, sql_name: str, params: tuple, schema: Mapping[str, pl.DataType]

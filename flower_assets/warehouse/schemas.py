@@ -332,7 +332,7 @@ class ApiCallCounts(pa.DataFrameModel):
 
 
 class WarehouseSource(pa.DataFrameModel):
-    """Which source fills this warehouse: the aT API or the bundled sample days, never both."""
+    """Which source fills this warehouse: the aT API or the generated sample days, never both."""
 
     slot: pl.Int64 = pa.Field(isin=[1], description="Always 1: the table holds one row")
     source: str = pa.Field(

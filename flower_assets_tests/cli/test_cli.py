@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ import psycopg2
 import pytest
 
 from flower_assets import settings
-from flower_assets.sample.days import envelope
+from flower_assets.sample.days import SAMPLE_PERIOD, envelope
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.sample.market import day_items
 from flower_assets.source.cache import kst_today
@@ -40,14 +41,23 @@ def counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as conn:
         return {
             t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("public_bidding_flowers", "flower_types", "flowers", "bidding_flowers")
+            for t in (
+                "public_bidding_flowers",
+                "flower_types",
+                "flowers",
+                "bidding_flowers",
+                "daily_item_prices",
+                "variety_price_changes",
+                "category_price_index",
+            )
         }
 
 
 def test_materialize_command_runs_the_sample_days_and_says_where_the_tables_are(tmp_path):
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    # The first sample week; the default range (seven months) is checked in-process below.
     done = subprocess.run(
-        [BIN / "flower-assets", "materialize"],
+        [BIN / "flower-assets", "materialize", "--from", "2024-05-06", "--to", "2024-05-12"],
         cwd=tmp_path,
         env=clean_env(),
         capture_output=True,
@@ -61,8 +71,46 @@ def test_materialize_command_runs_the_sample_days_and_says_where_the_tables_are(
     tables = counts(warehouse)
     assert all(n > 0 for n in tables.values()), tables
     assert tables["bidding_flowers"] == tables["public_bidding_flowers"]
+    # The market layer is filled too, and the report written where the command says.
+    assert tables["variety_price_changes"] == tables["bidding_flowers"]
+    assert tables["daily_item_prices"] > 0 and tables["category_price_index"] > 0
+    report = Path(re.search(r"Market report: (\S+)", done.stdout).group(1))
+    assert report.is_file() and report.parent == tmp_path / ".dagster_home" / "reports"
+    html = report.read_text()
+    assert "<canvas" in html and 'src="http' not in html and 'href="http' not in html
     # The run is recorded in the repo-local instance that `dagster dev` shows.
     assert (tmp_path / ".dagster_home" / "storage").is_dir()
+
+    # A report of chosen dates, from the stored market tables.
+    out = tmp_path / "week.html"
+    made = subprocess.run(
+        [
+            BIN / "flower-assets",
+            "report",
+            "--from",
+            "2024-05-06",
+            "--to",
+            "2024-05-12",
+            "--out",
+            out,
+        ],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert str(out) in made.stdout and "2024-05-06" in out.read_text()
+
+
+def test_the_default_range_is_the_whole_sample_period(monkeypatch):
+    import flower_assets.cli as cli
+
+    asked = []
+    monkeypatch.setattr(cli, "_run", lambda args: asked.append((args.start, args.end)) or 0)
+    assert cli.main(["materialize"]) == 0
+    assert asked == [SAMPLE_PERIOD] == [(date(2024, 2, 1), date(2024, 8, 31))]
 
 
 def test_dagster_cli_materializes_one_date_from_the_live_client(tmp_path, postgres_url):
@@ -256,23 +304,27 @@ def test_a_range_longer_than_the_backfill_policy_runs_in_chunks(
     assert cli.main(["materialize", "--from", "2024-05-06", "--to", "2024-05-12"]) == 0
     out = capsys.readouterr().out
     with dg.DagsterInstance.get() as instance:
-        runs = instance.get_runs()
-    assert len(runs) == 3
-    ranges = sorted(
-        (
-            r.tags["dagster/asset_partition_range_start"],
-            r.tags["dagster/asset_partition_range_end"],
+        every_run = instance.get_runs()
+    assert all(r.is_success for r in every_run)
+    # The auction tables in chunks, then the market tables in the same chunks, then the report.
+    jobs = sorted(r.job_name for r in every_run)
+    assert jobs == ["flower_auction_job"] * 3 + ["flower_market_job"] * 3 + ["flower_report_job"]
+    for job in ("flower_auction_job", "flower_market_job"):
+        runs = [r for r in every_run if r.job_name == job]
+        ranges = sorted(
+            (
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in runs
         )
-        for r in runs
-    )
-    assert ranges == [
-        ("2024-05-06", "2024-05-08"),
-        ("2024-05-09", "2024-05-11"),
-        ("2024-05-12", "2024-05-12"),
-    ]
-    assert all(r.is_success for r in runs)
-    for run in runs:
-        assert run.run_id in out
+        assert ranges == [
+            ("2024-05-06", "2024-05-08"),
+            ("2024-05-09", "2024-05-11"),
+            ("2024-05-12", "2024-05-12"),
+        ]
+        for run in runs:
+            assert run.run_id in out
 
 
 def test_row_counts_are_counted_by_the_database_without_reading_rows(
@@ -289,8 +341,9 @@ def test_row_counts_are_counted_by_the_database_without_reading_rows(
     monkeypatch.setattr(Warehouse, "read_table", recording)
     assert cli.main(["materialize", "--from", "2024-05-09", "--to", "2024-05-10"]) == 0
     out = capsys.readouterr().out
-    # The assets themselves read the two small masters whole; counting reads no table.
-    assert set(read) <= {"flower_types", "flowers"}, sorted(set(read))
+    # The assets read the two small masters whole, and the price index's chain (at most four
+    # rows a date); counting reads no table.
+    assert set(read) <= {"flower_types", "flowers", "category_price_index"}, sorted(set(read))
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         for table in TABLES:
             n = conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
@@ -302,20 +355,21 @@ def test_a_range_stops_at_the_first_failed_chunk_and_says_why(
     in_process_cli, chunks_of_three, capsys
 ):
     cli, _ = in_process_cli
-    # Sample mode ships 2024-05-06…12 only: the third chunk (05-12…14) fails on 05-13.
-    assert cli.main(["materialize", "--from", "2024-05-06", "--to", "2024-05-16"]) == 1
+    # Sample mode serves 2024-02-01…08-31 only: the third chunk (09-01…03) fails on 09-01.
+    assert cli.main(["materialize", "--from", "2024-08-26", "--to", "2024-09-05"]) == 1
     captured = capsys.readouterr()
     with dg.DagsterInstance.get() as instance:
         runs = sorted(
             instance.get_runs(), key=lambda r: r.tags["dagster/asset_partition_range_start"]
         )
     assert [r.tags["dagster/asset_partition_range_start"] for r in runs] == [
-        "2024-05-06",
-        "2024-05-09",
-        "2024-05-12",
+        "2024-08-26",
+        "2024-08-29",
+        "2024-09-01",
     ]
     assert [r.is_success for r in runs] == [True, True, False]
-    assert f"Run 3/4 {runs[2].run_id} (2024-05-12 to 2024-05-14, 3 dates) failed." in captured.err
+    assert f"Run 3/4 {runs[2].run_id} (2024-09-01 to 2024-09-03, 3 dates) failed." in captured.err
     report = captured.err[captured.err.rindex("step public_bidding_flowers failed") :]
-    assert "2024-05-13" in report and "sample mode ships only the auction dates" in report, report
-    assert "Stopped: 2024-05-15 to 2024-05-16, 2 dates not attempted." in captured.err
+    assert "2024-09-01 is outside it" in report, report
+    assert "sample mode serves only the auction dates 2024-02-01 to 2024-08-31" in report, report
+    assert "Stopped: 2024-09-04 to 2024-09-05, 2 dates not attempted." in captured.err

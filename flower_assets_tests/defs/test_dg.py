@@ -27,13 +27,29 @@ def test_dg_checks_and_lists_the_definitions_of_the_defs_folder(tmp_path):
         "flower_types",
         "flowers",
         "bidding_flowers",
+        "at_api_answers",
+        "daily_item_prices",
+        "variety_price_changes",
+        "category_price_index",
+        "market_report",
     }
-    assert len(found["asset_checks"]) == 14  # the freshness check only with FLOWER_API_KEY
-    assert {j["name"] for j in found["jobs"]} == {"flower_auction_job", "flower_checks_job"}
+    assert len(found["asset_checks"]) == 18  # the freshness check only with FLOWER_API_KEY
+    assert {j["name"] for j in found["jobs"]} == {
+        "flower_auction_job",
+        "flower_market_job",
+        "flower_report_job",
+        "flower_checks_job",
+    }
     assert {r["name"] for r in found["resources"]} == {
         "alerts",
         "at_api",
+        "price_index",
         "quarantine_threshold",
         "warehouse",
+    }
+    assert {s["name"] for s in found["sensors"]} == {
+        "flower_alerts",
+        "market_after_auctions",
+        "report_after_market",
     }
     assert [s["name"] for s in found["schedules"]] == ["daily_auction_schedule"]

@@ -1,0 +1,138 @@
+"""What the Dagster UI shows of the market layer, read through its GraphQL API: fresh after a
+build, stale on every date a correction reaches once the new answer is observed, fresh again
+after the rebuild; the index value plotted per date."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from flower_assets.sample.fake_at_server import FakeAtServer
+from flower_assets.source.categories import Category
+from flower_assets_tests.conftest import TEST_KEY, fresh_definitions, item
+from flower_assets_tests.webui import BIN, REPO, Ui, clean_env, embedded_home, webserver
+
+DAYS = ["2024-05-06", "2024-05-08", "2024-05-10", "2024-05-13"]
+MARKET = ("daily_item_prices", "variety_price_changes", "category_price_index")
+
+
+def answer(prices: dict[str, int]):
+    def rows_for(day: date, category: Category) -> list[dict]:
+        key = day.isoformat()
+        if category is not Category.CUT_FLOWERS or key not in prices:
+            return []
+        red = prices[key]
+        return [
+            item(
+                day=key,
+                good="레드",
+                avg_amt=str(red),
+                max_amt=str(red + 500),
+                min_amt=str(red - 500),
+                tot_amt=str(red * 10),
+                tot_qty="10",
+            ),
+            item(
+                day=key,
+                good="화이트",
+                avg_amt="9000",
+                tot_amt="90000",
+                tot_qty="10",
+                max_amt="9500",
+                min_amt="8500",
+            ),
+        ]
+
+    return rows_for
+
+
+def stale(ui: Ui, asset: str, partition: str) -> str:
+    return ui.query(
+        """query($key: AssetKeyInput!, $p: String!) { assetNodeOrError(assetKey: $key) {
+            ... on AssetNode { staleStatus(partition: $p) } } }""",
+        key={"path": [asset]},
+        p=partition,
+    )["assetNodeOrError"]["staleStatus"]
+
+
+def run_range(job: dg.JobDefinition, instance, first: str, last: str, **kwargs) -> None:
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+        **kwargs,
+    )
+    assert result.success
+
+
+@pytest.mark.slow
+def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebuilt(
+    tmp_path, monkeypatch
+):
+    home = embedded_home(tmp_path / "dagster_home")
+    prices = {
+        "2024-05-06": 10_000,
+        "2024-05-08": 12_000,
+        "2024-05-10": 11_000,
+        "2024-05-13": 11_500,
+    }
+    with FakeAtServer(answer(prices)) as server:
+        env = clean_env(
+            DAGSTER_HOME=str(home),
+            FLOWER_API_KEY=TEST_KEY,
+            FLOWER_API_BASE_URL=server.url,
+            FLOWER_DATABASE_URL=f"sqlite:///{tmp_path / 'warehouse.sqlite'}",
+            FLOWER_START_DATE="2024-04-01",
+        )
+        done = subprocess.run(
+            [BIN / "flower-assets", "materialize", "--from", DAYS[0], "--to", DAYS[-1]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        defs = fresh_definitions().defs
+        with dg.DagsterInstance.get() as instance, webserver(env, tmp_path / "web.log") as ui:
+            for asset in MARKET:
+                for day in DAYS:
+                    assert stale(ui, asset, day) == "FRESH", (asset, day)
+            shown = ui.materialization_metadata("category_price_index", "2024-05-10")
+            assert isinstance(shown["index_cut_flowers"], float)
+
+            # Late settlement of 2024-05-08, re-fetched by the auction job alone.
+            prices["2024-05-08"] = 14_000
+            auction = defs.resolve_job_def("flower_auction_job")
+            run_range(
+                auction,
+                instance,
+                "2024-05-08",
+                "2024-05-08",
+                run_config={"ops": {"public_bidding_flowers": {"config": {"refetch": True}}}},
+            )
+            market = defs.resolve_job_def("flower_market_job")
+            # The market job's first step observes the stored answers: from then on the UI
+            # shows every market date the correction reaches as stale, the earlier one fresh.
+            run_range(
+                market,
+                instance,
+                "2024-05-08",
+                "2024-05-13",
+                asset_selection=[dg.AssetKey("at_api_answers")],
+            )
+            for asset in MARKET:
+                assert stale(ui, asset, "2024-05-06") == "FRESH", asset
+                for day in DAYS[1:]:
+                    assert stale(ui, asset, day) == "STALE", (asset, day)
+            run_range(market, instance, "2024-05-08", "2024-05-13")
+            for asset in MARKET:
+                for day in DAYS:
+                    assert stale(ui, asset, day) == "FRESH", (asset, day)

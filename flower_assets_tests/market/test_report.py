@@ -1,0 +1,402 @@
+"""The market report: the risers-and-fallers rule by hand, and the page in headless Chromium.
+
+The browser test renders the report of a crafted market (2024-02-01 … 2024-05-31, so both
+seasonal peaks are in it), opens the file with every network request refused, and checks that
+each chart was drawn with the expected datasets and points, that the tooltips work, that the
+tables hold the expected rows and that the Korean names are on the page. Chromium is Debian's
+(`/usr/bin/chromium`, installed by `.ci/run`); it is required, never skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flower_assets.market.price_index import chain_links, index_values
+from flower_assets.market.prices import RECORD_COLUMNS, daily_item_prices, variety_price_changes
+from flower_assets.market.report import (
+    CHART_JS_VERSION,
+    movers,
+    render_report,
+    seasonal_windows,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+FIRST, LAST = date(2024, 2, 1), date(2024, 5, 31)
+PARENTS_DAY = (date(2024, 5, 1), date(2024, 5, 8))  # the peak: the run-up week
+
+# (category, item id, item, variety id, variety, grade, price in won on FIRST, bundles or pots
+#  per auction date, price on LAST / price on FIRST)
+PAIRS = [
+    ("절화", 1, "장미", 11, "레드", "특1", 10_000, 40, 1.50),  # riser 1
+    ("절화", 1, "장미", 11, "레드", "상1", 7_000, 30, 1.20),  # riser 3
+    ("절화", 1, "장미", 12, "화이트", "특1", 9_000, 50, 0.70),  # faller 1
+    ("절화", 1, "장미", 12, "화이트", "상1", 6_000, 8, 1.40),  # below the median: not ranked
+    ("절화", 2, "카네이션", 21, "레드", "특1", 5_000, 60, 1.30),  # riser 2
+    ("절화", 2, "카네이션", 21, "레드", "상1", 4_000, 20, 0.90),  # below the median
+    ("절화", 2, "카네이션", 22, "핑크", "특1", 5_000, 1, 4.00),  # one bundle: noise
+    ("절화", 2, "카네이션", 22, "핑크", "상1", 4_000, 25, 1.05),  # below the median
+    ("절화", 3, "국화", 31, "백마", "특", 3_000, 35, 0.80),  # faller 2
+    ("절화", 3, "국화", 31, "백마", "상", 2_000, 5, 0.50),  # below the median
+    ("관엽", 4, "몬스테라", 41, "대", "특", 20_000, 10, 1.10),  # riser
+    ("관엽", 4, "몬스테라", 42, "중", "특", 12_000, 12, 0.95),  # faller
+    ("관엽", 5, "산세베리아", 51, "스투키", "상", 9_000, 9, 1.25),  # below the median
+    ("난", 6, "호접란", 61, "화이트", "특", 30_000, 6, 1.15),  # riser
+    ("난", 6, "호접란", 62, "핑크", "특", 28_000, 6, 0.85),  # faller
+    ("춘란", 7, "춘란", 71, "소심", "특", 90_000, 3, 1.10),  # no trade in the last fortnight
+    ("춘란", 7, "춘란", 72, "중투", "특", 70_000, 2, 1.00),
+]
+EXPECTED_MOVERS = {
+    ("절화", "rise"): [
+        ("장미", "레드", "특1"),
+        ("카네이션", "레드", "특1"),
+        ("장미", "레드", "상1"),
+    ],
+    ("절화", "fall"): [("장미", "화이트", "특1"), ("국화", "백마", "특")],
+    ("관엽", "rise"): [("몬스테라", "대", "특")],
+    ("관엽", "fall"): [("몬스테라", "중", "특")],
+    ("난", "rise"): [("호접란", "화이트", "특")],
+    ("난", "fall"): [("호접란", "핑크", "특")],
+    ("춘란", "rise"): [],
+    ("춘란", "fall"): [],
+}
+
+
+def trades(day: date, category: str) -> bool:
+    """The market's calendar: cut flowers Mon/Wed/Fri, foliage Tue/Thu, orchids Tue/Fri,
+    spring orchids on the second Friday of a month."""
+    if category == "춘란":
+        return day.weekday() == 4 and 8 <= day.day <= 14
+    return day.weekday() in {"절화": {0, 2, 4}, "관엽": {1, 3}, "난": {1, 4}}[category]
+
+
+def crafted_records() -> pl.DataFrame:
+    """Every pair on every auction date of its category; within a category all pairs share
+    the day's volume factor (busier in February and before Parents' Day)."""
+    rows = []
+    span = (LAST - FIRST).days
+    for offset in range(span + 1):
+        day = FIRST + timedelta(days=offset)
+        season = 1.5 if day.month == 2 else 2.0 if day.month == 5 and day.day <= 8 else 1.0
+        for gubn, item_id, item, flower_id, variety, grade, price, quantity, trend in PAIRS:
+            if not trades(day, gubn):
+                continue
+            bundles = max(1, round(quantity * season)) if quantity > 1 else 1
+            unit = round(price * (1 + (trend - 1) * offset / span))
+            if gubn == "절화" and day.month == 5 and day.day <= 8:
+                unit = round(unit * 1.4)  # the Parents' Day price peak
+            rows.append(
+                {
+                    "auction_date": day,
+                    "flower_gubn": gubn,
+                    "flower_type_id": item_id,
+                    "item_name": item,
+                    "flower_id": flower_id,
+                    "variety_name": variety,
+                    "grade": grade,
+                    "quantity": bundles,
+                    "avg_price": unit,
+                    "total_price": unit * bundles,
+                }
+            )
+    return pl.DataFrame(rows, schema=RECORD_COLUMNS)
+
+
+def report_frames(records: pl.DataFrame, first: date, last: date):
+    days = sorted(set(records["auction_date"].to_list()))
+    days = [d for d in days if first <= d <= last]
+    index = index_values(chain_links(records, days))
+    return index, daily_item_prices(records, days), variety_price_changes(records, days)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rule, by hand
+
+
+def change(day: date, flower_id: int, grade: str, quantity: int, price: int, gubn="절화"):
+    return {
+        "auction_date": day,
+        "flower_gubn": gubn,
+        "item_name": "장미",
+        "flower_id": flower_id,
+        "variety_name": f"v{flower_id}",
+        "grade": grade,
+        "quantity": quantity,
+        "avg_price": price,
+    }
+
+
+def test_risers_and_fallers_rule_by_hand():
+    first, last = date(2024, 3, 1), date(2024, 3, 31)  # fortnights 03-01…03-14, 03-18…03-31
+    early, early2, late, late2 = (
+        date(2024, 3, 4),
+        date(2024, 3, 11),
+        date(2024, 3, 25),
+        date(2024, 3, 29),
+    )
+    middle = date(2024, 3, 15)  # in neither fortnight
+    rows = [
+        # Each fortnight's median quantity in 절화 is 40 bundles.
+        # 1: 10 @ 1,000 and 30 @ 2,000 → 1,750; then 40 @ 2,100 → +20%.
+        change(early, 1, "특", 10, 1_000),
+        change(early2, 1, "특", 30, 2_000),
+        change(late, 1, "특", 40, 2_100),
+        # 2: +50%, more volume than 3 (+50% too): the tie goes to 2.
+        change(early, 2, "특", 50, 1_000),
+        change(late, 2, "특", 50, 1_500),
+        change(early, 3, "특", 40, 1_000),
+        change(late2, 3, "특", 40, 1_500),
+        # 4: −25%.
+        change(early, 4, "특", 40, 2_000),
+        change(late, 4, "특", 40, 1_500),
+        # 5: +400% on one bundle a fortnight: under the median.
+        change(early, 5, "특", 1, 1_000),
+        change(late, 5, "특", 1, 5_000),
+        # 6: busy only at the start (2 bundles at the end are under the median): not ranked.
+        change(early, 6, "특", 50, 1_000),
+        change(late, 6, "특", 2, 9_000),
+        # 7: no trade in the last fortnight (the middle does not count).
+        change(early, 7, "특", 50, 1_000),
+        change(middle, 7, "특", 50, 3_000),
+        # 8: unchanged: neither a riser nor a faller.
+        change(early, 8, "특", 40, 1_000),
+        change(late, 8, "특", 40, 1_000),
+        # Another category with its own median: 2 pots at 50,000 → 60,000 qualify there.
+        change(early, 9, "특", 2, 50_000, gubn="난"),
+        change(late, 9, "특", 2, 60_000, gubn="난"),
+        # …but a single pot never does (MIN_QUANTITY), even as its category's median.
+        change(early, 10, "특", 1, 50_000, gubn="춘란"),
+        change(late, 10, "특", 1, 90_000, gubn="춘란"),
+    ]
+    frame = pl.DataFrame(rows)
+    table = movers(frame, first, last, top=2)
+
+    def ranked(gubn, direction):
+        own = table.filter(flower_gubn=gubn, direction=direction).sort("rank")
+        return list(zip(own["variety_name"], own["change_pct"].round(2), strict=True))
+
+    assert ranked("절화", "rise") == [("v2", 50.0), ("v3", 50.0)]  # top=2 cuts v1
+    assert ranked("절화", "fall") == [("v4", -25.0)]
+    assert ranked("난", "rise") == [("v9", 20.0)]
+    assert table.filter(flower_gubn="춘란").is_empty()
+    full = movers(frame, first, last)
+    v1 = full.filter(variety_name="v1").row(0, named=True)
+    assert (v1["start_price"], v1["end_price"], v1["change"], v1["rank"]) == (1_750, 2_100, 350, 3)
+    assert (v1["start_quantity"], v1["end_quantity"]) == (40, 40)
+    # A short period compares its halves; a single day compares nothing.
+    short = movers(frame, date(2024, 3, 4), date(2024, 3, 11))
+    # 03-04…03-07 against 03-08…03-11: only v1 trades in both, under the median at first.
+    assert short.is_empty()
+    assert movers(frame, early, early).is_empty()
+
+
+def test_seasonal_windows_follow_the_period():
+    both = seasonal_windows(FIRST, LAST)
+    assert [(p.key, p.peak_start, p.peak_end, p.start, p.end, p.partial) for p in both] == [
+        # February and two weeks either side, clipped: the period starts on 02-01.
+        ("graduation-2024", date(2024, 2, 1), date(2024, 2, 29), FIRST, date(2024, 3, 14), True),
+        # The run-up week to May 8, and two weeks either side.
+        (
+            "parents-day-2024",
+            date(2024, 5, 1),
+            date(2024, 5, 8),
+            date(2024, 4, 17),
+            date(2024, 5, 22),
+            False,
+        ),
+    ]
+    assert seasonal_windows(date(2024, 6, 1), date(2024, 12, 31)) == []
+    assert seasonal_windows(date(2024, 5, 9), date(2025, 1, 31)) == []  # May 8 itself is needed
+    (clipped,) = seasonal_windows(date(2024, 5, 1), date(2024, 5, 10))
+    assert (clipped.start, clipped.end, clipped.partial) == (
+        date(2024, 5, 1),
+        date(2024, 5, 10),
+        True,
+    )
+    assert [p.key for p in seasonal_windows(date(2023, 5, 1), date(2024, 2, 10))] == [
+        "parents-day-2023",
+        "graduation-2024",
+    ]
+
+
+def test_a_period_without_peaks_says_so():
+    records = crafted_records()
+    first, last = date(2024, 3, 4), date(2024, 3, 29)
+    page = render_report(*report_frames(records, first, last), first, last)
+    assert 'id="no-season"' in page and "covers neither" in page
+    assert "https://" not in page.split("<script>", 1)[0]  # no link before the library
+    assert f"Chart.js v{CHART_JS_VERSION}" in page and "sourceMappingURL" not in page
+
+
+def test_a_period_without_trades_renders_notes_instead_of_charts():
+    first, last = date(2024, 5, 1), date(2024, 5, 31)
+    empty = report_frames(pl.DataFrame(schema=RECORD_COLUMNS), first, last)
+    page = render_report(*empty, first, last)
+    assert "<canvas" not in page
+    assert "No index values for this period." in page and "No trades in this period." in page
+    assert "No auction in this window." in page  # May 8 is in the period, no trade is
+
+
+# ---------------------------------------------------------------------------------------------
+# The page in Chromium
+
+CHARTS_JS = """() => Array.from(document.querySelectorAll('canvas')).map((canvas) => {
+  const chart = Chart.getChart(canvas);
+  if (!chart) return {id: canvas.id, chart: false};
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+  const datasets = chart.data.datasets.map((ds, i) => {
+    const meta = chart.getDatasetMeta(i);
+    const drawn = meta.data.filter((e, k) => ds.data[k] !== null && !e.skip
+      && Number.isFinite(e.x) && Number.isFinite(e.y)).length;
+    return {label: ds.label, points: ds.data.filter((v) => v !== null).length, drawn,
+            elements: meta.data.length};
+  });
+  // Show the tooltip of the first point of the first dataset: runs the tooltip callbacks.
+  const k = chart.data.datasets[0].data.findIndex((v) => v !== null);
+  const element = chart.getDatasetMeta(0).data[k];
+  chart.tooltip.setActiveElements([{datasetIndex: 0, index: k}], {x: element.x, y: element.y});
+  chart.update();
+  const tooltip = chart.tooltip.body.map((b) => [...b.before, ...b.lines, ...b.after].join(' '));
+  return {id: canvas.id, chart: true, type: chart.config.type, labels: chart.data.labels.length,
+          labelList: chart.data.labels,
+          width: chart.chartArea.width, height: chart.chartArea.height, painted, datasets,
+          tooltip: tooltip.join(' | ')};
+})"""
+
+
+def table_rows(page, selector: str) -> list[list[str]]:
+    return page.eval_on_selector(
+        selector,
+        "(t) => t.tagName !== 'TABLE' ? [] : Array.from(t.tBodies[0].rows).map("
+        "(r) => Array.from(r.cells).map((c) => c.innerText.trim()))",
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    records = crafted_records()
+    page = render_report(*report_frames(records, FIRST, LAST), FIRST, LAST)
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def test_the_report_renders_every_chart_offline_in_chromium(rendered: Path):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: .ci/run installs Debian's chromium"
+    url = rendered.as_uri()
+    records = crafted_records()
+    dates = {
+        gubn: records.filter(flower_gubn=gubn)["auction_date"].n_unique()
+        for gubn in ("절화", "관엽", "난", "춘란")
+    }
+    weekdays = {
+        gubn: records.filter(flower_gubn=gubn)["auction_date"].dt.weekday().n_unique()
+        for gubn in dates
+    }
+    all_dates = records["auction_date"].n_unique()
+    errors, requests, refused = [], [], []
+
+    def route(r):
+        if r.request.url == url:
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", route)
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url, wait_until="load")
+            charts = {c["id"]: c for c in page.evaluate(CHARTS_JS)}
+            body = page.inner_text("body")
+            movers_tables = {
+                (cat, direction): table_rows(
+                    page, f'.movers[data-category="{cat}"][data-direction="{direction}"]'
+                )
+                for cat, direction in EXPECTED_MOVERS
+            }
+            season_rows = table_rows(page, 'table.season[data-peak="parents-day-2024"]')
+        finally:
+            browser.close()
+
+    assert errors == []
+    assert requests == [url] and refused == []  # nothing but the file itself
+    expected = {
+        "chart-index": ("line", all_dates, list(dates.values())),
+        **{f"chart-weekday-{n}": ("bar", 6, [weekdays[g]]) for n, g in enumerate(dates, 1)},
+    }
+    for key in ("graduation-2024", "parents-day-2024"):
+        expected[f"chart-{key}-volume"] = ("bar", None, None)
+        expected[f"chart-{key}-index"] = ("line", None, None)
+    assert sorted(charts) == sorted(expected)
+    for chart_id, (kind, labels, points) in expected.items():
+        chart = charts[chart_id]
+        assert chart["chart"] and chart["type"] == kind, chart_id
+        assert chart["width"] > 100 and chart["height"] > 100 and chart["painted"] > 1000, chart
+        assert all(d["drawn"] == d["points"] > 0 for d in chart["datasets"]), chart
+        assert chart["tooltip"], chart_id
+        if labels is not None:
+            assert chart["labels"] == labels, chart_id
+            assert [d["points"] for d in chart["datasets"]] == points, chart_id
+        else:
+            assert len(chart["datasets"]) == 4, chart_id  # all four categories trade there
+    assert [d["label"] for d in charts["chart-index"]["datasets"]] == [
+        "절화 (cut flowers)",
+        "관엽 (foliage plants)",
+        "난 (orchids)",
+        "춘란 (Korean spring orchids)",
+    ]
+    assert re.search(r"matched pairs \d+, quantity share [\d.]+%", charts["chart-index"]["tooltip"])
+    assert "2024-05-08 (어버이날)" in charts["chart-parents-day-2024-volume"]["labelList"]
+
+    for key, rows in movers_tables.items():
+        assert [tuple(row[1:4]) for row in rows] == EXPECTED_MOVERS[key], key
+        for row in rows:
+            assert re.fullmatch(r"\d{1,3}(,\d{3})*", row[4]) and re.fullmatch(
+                r"[+-]\d{1,3}(,\d{3})*", row[6]
+            ), row
+    top = movers_tables[("절화", "rise")][0]
+    # 장미 레드 특1 costs 10,000 × (1 + 0.5 × days since 02-01 / 120), the same bundles each
+    # date: 02-02 … 02-14 (days 1, 4, 6, 8, 11, 13) → 61,792 / 6 = 10,299 won, and 05-20 …
+    # 05-31 (days 109 … 120) → 88,625 / 6 = 14,771 won: +4,472 won, +43.4%.
+    assert top[4:8] == ["10,299", "14,771", "+4,472", "+43.4%"]
+    assert [row[0] for row in season_rows] == [
+        "절화 (cut flowers)",
+        "관엽 (foliage plants)",
+        "난 (orchids)",
+        "춘란 (Korean spring orchids)",
+    ]
+    # Cut flowers trade 2x the bundles at 1.4x the price on May 1 … 8 (4 auction dates).
+    per_date = (
+        records.filter(flower_gubn="절화").group_by("auction_date").agg(pl.col("quantity").sum())
+    )
+    peak = per_date.filter(pl.col("auction_date").is_between(*PARENTS_DAY))["quantity"]
+    rest = per_date.filter(~pl.col("auction_date").is_between(*PARENTS_DAY))["quantity"]
+    assert (peak.len(), peak.mean()) == (4, 547)
+    lift = f"{(547 / rest.mean() - 1) * 100:+.1f}%"
+    assert season_rows[0][1:5] == ["4", "547", f"{round(rest.mean()):,}", lift]
+    assert season_rows[0][6].endswith("(05-08)") and season_rows[0][5].endswith("(04-29)")
+    for word in (
+        "절화",
+        "관엽",
+        "춘란",
+        "장미",
+        "카네이션",
+        "어버이날",
+        "졸업 시즌",
+        "How to read this",
+    ):
+        assert word in body, word
