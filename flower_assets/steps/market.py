@@ -37,7 +37,7 @@ from flower_assets.warehouse.schemas import (
 
 LINK_COLUMNS = ["auction_date", "flower_gubn", "chain_link", "matched_pairs", "quantity_share"]
 # Numeric metadata key of each category's index value (drawn over the dates in the UI's Plots).
-INDEX_METADATA = {c.korean_name: "index_" + c.english_name.replace(" ", "_") for c in Category}
+INDEX_METADATA = {c.korean_name: f"index_{c.name.lower()}" for c in Category}
 
 
 def _records(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
@@ -67,11 +67,7 @@ def chain(
         .group_by("flower_gubn")
         .agg(pl.col("auction_date").min().alias("base_date"))
     )
-    return (
-        index.filter(pl.col("auction_date").is_in(days))
-        .join(bases, on="flower_gubn")
-        .select(CATEGORY_PRICE_INDEX.columns)
-    )
+    return index.join(bases, on="flower_gubn").select(CATEGORY_PRICE_INDEX.columns)
 
 
 @dataclass
@@ -86,7 +82,18 @@ class MarketStep:
         records = _records(self.wh, self.days[0], self.days[-1])
         self.item_prices = daily_item_prices(records, self.days)
         self.variety_changes = variety_price_changes(records, self.days)
-        self.index = chain(self.wh, records, self.days, self.base_date)
+        self.chained = chain(self.wh, records, self.days, self.base_date)
+        self.index = self.chained.filter(pl.col("auction_date").is_in(self.days))
+
+    def as_of(self, day: date) -> pl.DataFrame:
+        """`flower_gubn, index_value` of each category's latest auction date up to `day`."""
+        return (
+            self.chained.filter(pl.col("auction_date") <= day)
+            .sort("auction_date")
+            .group_by("flower_gubn")
+            .agg(pl.col("index_value").last())
+            .sort("flower_gubn")
+        )
 
     def load(self, day: date) -> dict[str, DateReport]:
         """Replace the date's rows of the three tables; each table's report for the date."""
@@ -120,9 +127,11 @@ class MarketStep:
             CATEGORY_PRICE_INDEX.name: DateReport(
                 {
                     "dagster/row_count": index.height,
+                    # Every date carries each category's index as of that date (its latest auction
+                    # date's), so the Plots draw one unbroken line per category.
                     **{
                         INDEX_METADATA[gubn]: round(value, 4)
-                        for gubn, value in index.select("flower_gubn", "index_value").rows()
+                        for gubn, value in self.as_of(day).rows()
                     },
                     "matched_pairs": dict(index.select("flower_gubn", "matched_pairs").rows()),
                 }
