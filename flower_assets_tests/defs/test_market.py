@@ -70,22 +70,16 @@ def market() -> Market:
     return m
 
 
-def build_market(
-    url: str, instance: dg.DagsterInstance, first: str, last: str
+def run_selection(
+    url: str, instance: dg.DagsterInstance, selection: dg.AssetSelection, first: str, last: str
 ) -> dg.ExecuteInProcessResult:
-    """flower_market_job for first..last, as the sensor or the CLI launches it."""
-    resources = resources_for(url)
+    """A job of the code location's assets and checks, selected, for the dates first..last."""
     job = dg.Definitions(
         assets=[*flower_auction_assets, at_api_answers, flower_market],
         asset_checks=[*flower_auction_checks, *market_checks],
-        jobs=[
-            dg.define_asset_job(
-                "flower_market_job",
-                selection=dg.AssetSelection.groups("flower_market", include_sources=True),
-            )
-        ],
-        resources=resources,
-    ).resolve_job_def("flower_market_job")
+        jobs=[dg.define_asset_job("selected", selection=selection)],
+        resources=resources_for(url),
+    ).resolve_job_def("selected")
     return job.execute_in_process(
         instance=instance,
         tags={
@@ -93,6 +87,17 @@ def build_market(
             "dagster/asset_partition_range_end": last,
         },
     )
+
+
+def build_market(url: str, instance: dg.DagsterInstance, first: str, last: str):
+    """flower_market_job for first..last, as the sensor or the CLI launches it."""
+    market = dg.AssetSelection.groups("flower_market", include_sources=True)
+    return run_selection(url, instance, market, first, last)
+
+
+def build_checks(url: str, instance: dg.DagsterInstance, first: str, last: str):
+    """Only the market tables' checks, judged on what is stored (flower_checks_job)."""
+    return run_selection(url, instance, dg.AssetSelection.checks(*market_checks), first, last)
 
 
 def table(url: str, which) -> pl.DataFrame:
@@ -162,21 +167,3 @@ def test_a_correction_rebuilds_its_date_and_every_later_date_it_reaches(
         ("chain_consistent", "category_price_index"),
     ):
         assert all(by_check(instance, asset)[(name, d)] for d in DAYS), name
-
-
-def build_checks(url: str, instance: dg.DagsterInstance, first: str, last: str):
-    """Only the market tables' checks, judged on what is stored (flower_checks_job)."""
-    resources = resources_for(url)
-    job = dg.Definitions(
-        assets=[*flower_auction_assets, at_api_answers, flower_market],
-        asset_checks=[*flower_auction_checks, *market_checks],
-        jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks(*market_checks))],
-        resources=resources,
-    ).resolve_job_def("checks")
-    return job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
-    )
