@@ -194,6 +194,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from flower_assets.defs.assets import API_POOL
     from flower_assets.steps.market import dates_to_rebuild
+    from flower_assets.steps.report import dates_between
     from flower_assets.warehouse.database import Warehouse
 
     with local_instance() as instance:
@@ -215,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
         with Warehouse.open(settings.database_url()) as warehouse:
             rebuild = dates_to_rebuild(
                 warehouse,
-                [start + timedelta(days=n) for n in range((end - start).days + 1)],
+                dates_between(start, end),
                 run_ids,
             )
         if rebuild:
@@ -308,6 +309,7 @@ def _report(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     from flower_assets.sample.days import SAMPLE_KEY
     from flower_assets.source.cache import estimate_backfill, key_fingerprint, kst_today
+    from flower_assets.steps.report import dates_between
     from flower_assets.warehouse.database import Warehouse
 
     try:
@@ -318,7 +320,7 @@ def _estimate(args: argparse.Namespace) -> int:
         return 2
     key = settings.env(settings.API_KEY_ENV)
     quota = settings.daily_quota()
-    days = [args.start + timedelta(days=n) for n in range((args.end - args.start).days + 1)]
+    days = dates_between(args.start, args.end)
     with Warehouse.open(settings.database_url()) as warehouse:
         cached = warehouse.cached_dates(args.start, args.end)
         used = warehouse.api_calls_on(key_fingerprint(key or SAMPLE_KEY), kst_today())

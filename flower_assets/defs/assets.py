@@ -226,7 +226,7 @@ def at_api_answers(
     days = auction_dates(context)
     first = max(days[0] - timedelta(days=OBSERVED_DAYS), settings.start_date())
     with warehouse.open() as wh:
-        stored = unchanged.stored_raw(wh.batch_logs(first, days[-1])[0])
+        stored = unchanged.stored_raw(wh.upload_logs(first, days[-1]))
     return dg.DataVersionsByPartition(
         {day.isoformat(): dg.DataVersion(s.content_hash) for day, s in sorted(stored.items())}
     )

@@ -17,6 +17,7 @@ import polars as pl
 
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
 from flower_assets.defs.resources import QuarantineThreshold, WarehouseResource
+from flower_assets.market.prices import RECORD_COLUMNS
 from flower_assets.quality import integrity, market
 from flower_assets.quality.catalog import (
     BIDDING_CHECKS,
@@ -296,59 +297,25 @@ def build_asset_checks(
     return _checks
 
 
-def _market_records(wh: Warehouse, days: list[date]) -> dict[date, pl.DataFrame]:
-    return by_date(
-        wh.read_range(BIDDING, days[0], days[-1], BIDDING.columns)
-        .join(
-            wh.read_table(FLOWERS).select(pl.col("id").alias("flower_id"), "flower_type_id"),
-            on="flower_id",
-        )
-        .join(
-            wh.read_table(FLOWER_TYPES).select(pl.col("id").alias("flower_type_id"), "flower_gubn"),
-            on="flower_type_id",
-        )
-    )
+def _judge_against_records(
+    table: Table, check: str, rule: Callable[[pl.DataFrame, pl.DataFrame], Outcome]
+) -> Judge:
+    """A market table's rule against the date's auction records, as the market step reads them."""
 
+    def judge(
+        context: dg.AssetCheckExecutionContext,
+        wh: Warehouse,
+        days: list[date],
+        threshold: QuarantineThreshold,
+    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+        records = by_date(wh.read_sql("market_records", (days[0], days[-1]), RECORD_COLUMNS))
+        stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
+        no_records = pl.DataFrame(schema=RECORD_COLUMNS)
+        for day in days:
+            today = stored.get(day, table.empty())
+            yield day, {check: rule(today, records.get(day, no_records))}
 
-def judge_item_prices(
-    context: dg.AssetCheckExecutionContext,
-    wh: Warehouse,
-    days: list[date],
-    threshold: QuarantineThreshold,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
-    records = _market_records(wh, days)
-    stored = by_date(wh.read_range(DAILY_ITEM_PRICES, days[0], days[-1], DAILY_ITEM_PRICES.columns))
-    for day in days:
-        today = stored.get(day, DAILY_ITEM_PRICES.empty())
-        yield (
-            day,
-            {
-                "reconciles_with_records": market.prices_reconcile(
-                    today, records.get(day, today.clear())
-                )
-            },
-        )
-
-
-def judge_price_changes(
-    context: dg.AssetCheckExecutionContext,
-    wh: Warehouse,
-    days: list[date],
-    threshold: QuarantineThreshold,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
-    records = _market_records(wh, days)
-    table = VARIETY_PRICE_CHANGES
-    stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
-    for day in days:
-        today = stored.get(day, table.empty())
-        yield (
-            day,
-            {
-                "covers_every_record": market.changes_cover_records(
-                    today, records.get(day, BIDDING.empty())
-                )
-            },
-        )
+    return judge
 
 
 def judge_price_index(
@@ -386,10 +353,16 @@ flowers_checks = build_asset_checks(
 )
 bidding_checks = build_asset_checks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
 item_prices_checks = build_asset_checks(
-    DAILY_ITEM_PRICES.name, DAILY_ITEM_PRICES_CHECKS, judge_item_prices
+    DAILY_ITEM_PRICES.name,
+    DAILY_ITEM_PRICES_CHECKS,
+    _judge_against_records(DAILY_ITEM_PRICES, "reconciles_with_records", market.prices_reconcile),
 )
 price_changes_checks = build_asset_checks(
-    VARIETY_PRICE_CHANGES.name, VARIETY_PRICE_CHANGES_CHECKS, judge_price_changes
+    VARIETY_PRICE_CHANGES.name,
+    VARIETY_PRICE_CHANGES_CHECKS,
+    _judge_against_records(
+        VARIETY_PRICE_CHANGES, "covers_every_record", market.changes_cover_records
+    ),
 )
 price_index_checks = build_asset_checks(
     CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, judge_price_index

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from flower_assets import settings
+from flower_assets.steps.report import dates_between
 
 SEOUL_TIMEZONE = "Asia/Seoul"
 
@@ -39,4 +40,4 @@ def run_dates(tags: dict[str, str]) -> list[date]:
     if not (first and last):
         return []
     start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    return dates_between(start, end)

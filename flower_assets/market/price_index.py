@@ -97,10 +97,11 @@ def chain_links(records: pl.DataFrame, days: list[date]) -> pl.DataFrame:
 
 
 def index_values(links: pl.DataFrame, base_date: date | None = None) -> pl.DataFrame:
-    """`links` (every auction date of each category, in any order) with `index_value`.
+    """`links` (every auction date of each category, in any order) with `index_value` and the
+    `base_date` it is 100 on.
 
     The base is the category's first auction date on or after `base_date`, or its first
-    auction date when `base_date` is None.
+    auction date when `base_date` is None; a category without one has null for both.
     """
     chained = links.sort("flower_gubn", "auction_date").with_columns(
         pl.col("chain_link").cum_sum().over("flower_gubn").alias("_level")
@@ -108,7 +109,10 @@ def index_values(links: pl.DataFrame, base_date: date | None = None) -> pl.DataF
     base = (
         chained.filter(pl.lit(True) if base_date is None else pl.col("auction_date") >= base_date)
         .group_by("flower_gubn")
-        .agg(pl.col("_level").sort_by("auction_date").first().alias("_base"))
+        .agg(
+            pl.col("_level").sort_by("auction_date").first().alias("_base"),
+            pl.col("auction_date").min().alias("base_date"),
+        )
     )
     return (
         chained.join(base, on="flower_gubn", how="left")

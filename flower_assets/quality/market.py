@@ -25,8 +25,9 @@ def _per_category(frame: pl.DataFrame, column: str) -> dict[str, int]:
 def prices_reconcile(item_prices: pl.DataFrame, records: pl.DataFrame) -> Outcome:
     """Σ quantity and Σ total_price per category in daily_item_prices equal bidding_flowers'."""
     wrong = []
-    for column in ("quantity", "total_price"):
-        marts, stored = _per_category(item_prices, column), _per_category(records, column)
+    totals = {column: _per_category(records, column) for column in ("quantity", "total_price")}
+    for column, stored in totals.items():
+        marts = _per_category(item_prices, column)
         for gubn in sorted(set(marts) | set(stored)):
             if marts.get(gubn, 0) != stored.get(gubn, 0):
                 wrong.append(
@@ -45,7 +46,7 @@ def prices_reconcile(item_prices: pl.DataFrame, records: pl.DataFrame) -> Outcom
     return Outcome(
         not wrong,
         summary,
-        {"categories": len(_per_category(records, "quantity"))},
+        {"categories": len(totals["quantity"])},
         sample_of(pl.DataFrame(wrong)) if wrong else None,
     )
 

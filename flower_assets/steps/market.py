@@ -24,7 +24,7 @@ from flower_assets.market.prices import (
 )
 from flower_assets.market.report import render_report
 from flower_assets.source.categories import Category
-from flower_assets.steps.report import DateReport
+from flower_assets.steps.report import DateReport, dates_between
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     CATEGORY_PRICE_INDEX,
@@ -61,13 +61,8 @@ def chain(
         extra = missing["auction_date"].unique().sort().to_list()
         more = chain_links(_records(wh, extra[0], extra[-1]), extra)
         known = pl.concat([known, more.join(missing, on=["auction_date", "flower_gubn"])])
-    index = index_values(known, base)
-    bases = (
-        index.filter(pl.lit(True) if base is None else pl.col("auction_date") >= base)
-        .group_by("flower_gubn")
-        .agg(pl.col("auction_date").min().alias("base_date"))
-    )
-    return index.join(bases, on="flower_gubn").select(CATEGORY_PRICE_INDEX.columns)
+    index = index_values(known, base).filter(pl.col("base_date").is_not_null())
+    return index.select(CATEGORY_PRICE_INDEX.columns)
 
 
 @dataclass
@@ -153,7 +148,7 @@ def dates_to_rebuild(wh: Warehouse, run_dates: list[date], run_ids: list[str]) -
     built = wh.last_auction_date(CATEGORY_PRICE_INDEX)
     if corrected and built is not None:
         last = max(last, built)
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return dates_between(first, last)
 
 
 # The market report the pipeline keeps current: the year up to its latest auction date, which

@@ -101,7 +101,7 @@ class RawStep:
     outcomes: dict[date, dict[str, Outcome]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.stored = unchanged.stored_raw(self.wh.batch_logs(self.days[0], self.days[-1])[0])
+        self.stored = unchanged.stored_raw(self.wh.upload_logs(self.days[0], self.days[-1]))
         # Rows per earlier date and category, for expected_auction_day; grows as dates are stored.
         self.calendar = self.wh.rows_per_date_and_category(
             RAW,

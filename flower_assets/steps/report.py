@@ -1,9 +1,10 @@
-"""What a step reports for one auction date: its metadata, and what to tell the operator."""
+"""What a step reports for one auction date (its metadata, and what to tell the operator), and
+the auction dates of a run, listed and named."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 
 @dataclass
@@ -12,6 +13,11 @@ class DateReport:
 
     metadata: dict[str, object]
     messages: list[tuple[str, str]] = field(default_factory=list)
+
+
+def dates_between(first: date, last: date) -> list[date]:
+    """Every calendar date first..last, both included."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def dates_label(days: list[date]) -> str:

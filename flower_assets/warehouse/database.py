@@ -416,10 +416,14 @@ class Warehouse(ABC):
         )
         return int(rows[0][0]) if rows else 0
 
+    def upload_logs(self, first: date, last: date) -> pl.DataFrame:
+        """Upload log rows of auction dates first..last."""
+        return self.read_range(UPLOAD_LOGS, first, last, UPLOAD_LOGS.columns)
+
     def batch_logs(self, first: date, last: date) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Upload and process log rows of auction dates first..last."""
         return (
-            self.read_range(UPLOAD_LOGS, first, last, UPLOAD_LOGS.columns),
+            self.upload_logs(first, last),
             self.read_range(PROCESS_LOGS, first, last, PROCESS_LOGS.columns),
         )
 
