@@ -13,7 +13,15 @@ import pytest
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
 from flower_assets_tests.conftest import TEST_KEY, fresh_definitions, item
-from flower_assets_tests.webui import BIN, REPO, Ui, clean_env, embedded_home, webserver
+from flower_assets_tests.webui import (
+    BIN,
+    REPO,
+    Ui,
+    clean_env,
+    embedded_home,
+    statuses_by_date,
+    webserver,
+)
 
 DAYS = ["2024-05-06", "2024-05-08", "2024-05-10", "2024-05-13"]
 MARKET = ("daily_item_prices", "variety_price_changes", "category_price_index")
@@ -56,6 +64,22 @@ def stale(ui: Ui, asset: str, partition: str) -> str:
         key={"path": [asset]},
         p=partition,
     )["assetNodeOrError"]["staleStatus"]
+
+
+MARKET_CHECKS = {
+    "daily_item_prices": ["reconciles_with_records"],
+    "variety_price_changes": ["covers_every_record"],
+    "category_price_index": ["chain_consistent", "links_rest_on_enough_volume"],
+}
+
+
+def assert_checks_passed(ui: Ui) -> None:
+    """Every market check shows Passed on every date, as its Partitions view reads it."""
+    for asset, names in MARKET_CHECKS.items():
+        checks = ui.checks(asset)
+        for name in names:
+            shown = statuses_by_date(checks[name])
+            assert {d: shown.get(d) for d in DAYS} == dict.fromkeys(DAYS, "SUCCEEDED"), name
 
 
 def run_range(job: dg.JobDefinition, instance, first: str, last: str, **kwargs) -> None:
@@ -105,6 +129,7 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
             for asset in MARKET:
                 for day in DAYS:
                     assert stale(ui, asset, day) == "FRESH", (asset, day)
+            assert_checks_passed(ui)
             shown = ui.materialization_metadata("category_price_index", "2024-05-10")
             assert isinstance(shown["index_cut_flowers"], float)
 
@@ -136,3 +161,4 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
             for asset in MARKET:
                 for day in DAYS:
                     assert stale(ui, asset, day) == "FRESH", (asset, day)
+            assert_checks_passed(ui)
