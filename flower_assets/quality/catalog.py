@@ -55,7 +55,8 @@ RAW_CHECKS = (
         "no_duplicate_keys",
         "No two rows share (date, category, item, variety, grade), names compared in their "
         "normalized form (NFC, no invisible characters, trimmed); the server aggregates on this "
-        "key, so a duplicate is a source fault (kept in quarantine).",
+        "key, so a duplicate is a source fault. Rows of one key with different numbers are all "
+        "kept in quarantine; of identical copies one loads. The summary counts both.",
     ),
     Check("dates_match_partition", "Every item's saleDate is the auction date asked for."),
     Check(

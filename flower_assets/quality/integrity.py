@@ -140,18 +140,29 @@ def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def duplicate_keys(raw: pl.DataFrame) -> Outcome:
+def duplicate_keys(raw: pl.DataFrame, rejected: pl.DataFrame) -> Outcome:
+    """Rows that share a key; `rejected` is what quarantine keeps aside of `raw`, so the summary
+    says how many of them are really kept aside (of identical copies, one loads)."""
     keys = _key_columns(raw)
-    duplicated = keys.filter(keys.is_duplicated())
+    shared = keys.is_duplicated()
+    duplicated = keys.filter(shared)
+    # A row kept aside is one of them if its exact item is: identical texts share the key.
+    items = raw.select("flower_gubn", "raw_item").filter(shared).unique()
+    quarantined = rejected.join(items, on=["flower_gubn", "raw_item"], how="semi").height
+    loaded = duplicated.height - quarantined
     passed = duplicated.height == 0
     summary = (
         "every (date, category, item, variety, grade) is unique"
         if passed
-        else (f"{duplicated.height} rows share a key with another row (kept in quarantine)")
+        else f"{duplicated.height} rows share a key with another row: "
+        + (
+            f"{quarantined} kept in quarantine, {loaded} loaded (of identical copies, one loads)"
+            if loaded
+            else f"all {quarantined} kept in quarantine"
+        )
     )
-    return Outcome(
-        passed, summary, {"duplicate_rows": duplicated.height}, sample_of(duplicated.unique())
-    )
+    meta = {"duplicate_rows": duplicated.height, "quarantined_rows": quarantined}
+    return Outcome(passed, summary, meta, sample_of(duplicated.unique()))
 
 
 def dates_match(raw: pl.DataFrame) -> Outcome:
@@ -416,7 +427,7 @@ def judge_raw(
             decoded.height, rejected, max_rejected_share
         ),
         "answer_complete": answer_pages_consistent(pages, repeated),
-        "no_duplicate_keys": duplicate_keys(decoded),
+        "no_duplicate_keys": duplicate_keys(decoded, rejected),
         "dates_match_partition": dates_match(decoded),
         "expected_auction_day": expected_auction_day(day, rows_per_category(decoded), calendar),
     }

@@ -116,6 +116,22 @@ def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
             pl.format("totQty is {}; a traded row has a positive quantity", pl.col("quantity")),
         )
     )
+    # Bundles that traded at an average or a total of 0 won: a price that cannot be right. Loaded,
+    # it would be a -100 % change and drag its item's daily average towards 0. (A negative
+    # amount is `negative_amount`, above; a minimum of 0 among dearer lots is possible and loads.)
+    rules.append(
+        (
+            "price_not_positive",
+            (pl.col("quantity") > 0) & ((pl.col("avg_price") <= 0) | (pl.col("total_price") <= 0)),
+            pl.format(
+                "avgAmt {} and totAmt {} for totQty {}: bundles or pots that traded have a "
+                "positive average and total price",
+                pl.col("avg_price"),
+                pl.col("total_price"),
+                pl.col("quantity"),
+            ),
+        )
+    )
     rules.append(
         (
             "min_above_max",

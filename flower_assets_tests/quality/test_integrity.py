@@ -58,9 +58,13 @@ def test_rejected_share_against_the_threshold():
     assert failing.metadata["rejected"] == 1
 
 
+def duplicate_keys(frame: pl.DataFrame) -> integrity.Outcome:
+    return integrity.duplicate_keys(frame, split_loadable(frame)[1])
+
+
 def test_duplicate_keys_and_dates():
-    assert not integrity.duplicate_keys(raw(item(), item(avg_amt="1"))).passed
-    assert integrity.duplicate_keys(raw(item(), item(grade="상1"))).passed
+    assert not duplicate_keys(raw(item(), item(avg_amt="1"))).passed
+    assert duplicate_keys(raw(item(), item(grade="상1"))).passed
     wrong = integrity.dates_match(raw(item(day="2024-05-09"), item(good="x")))
     assert not wrong.passed and "'2024-05-09'" in wrong.summary
     assert integrity.dates_match(raw(item())).passed
@@ -209,6 +213,25 @@ def test_answer_complete_fails_when_a_walk_over_pages_repeats_rows():
 
 
 def test_duplicate_keys_compare_names_trimmed_like_quarantine_does():
-    assert not integrity.duplicate_keys(
-        raw(item(good="레드"), item(good="레드 ", avg_amt="1"))
-    ).passed
+    assert not duplicate_keys(raw(item(good="레드"), item(good="레드 ", avg_amt="1"))).passed
+
+
+def test_duplicate_keys_count_the_rows_quarantine_really_keeps_aside():
+    # Two identical rows: one loads, only the copy is kept aside.
+    copies = duplicate_keys(raw(item(), item()))
+    assert not copies.passed
+    assert (copies.metadata["duplicate_rows"], copies.metadata["quarantined_rows"]) == (2, 1)
+    assert copies.summary.startswith(
+        "2 rows share a key with another row: 1 kept in quarantine, 1 loaded"
+    ), copies.summary
+    # One key claimed with different numbers: neither is guessed, both are kept aside.
+    clash = duplicate_keys(raw(item(), item(avg_amt="9000"), item(good="다른")))
+    assert (clash.metadata["duplicate_rows"], clash.metadata["quarantined_rows"]) == (2, 2)
+    assert clash.summary == "2 rows share a key with another row: all 2 kept in quarantine"
+    # Three copies of one row and a conflicting fourth: all four kept aside.
+    mixed = duplicate_keys(raw(item(), item(), item(), item(avg_amt="9000")))
+    assert (mixed.metadata["duplicate_rows"], mixed.metadata["quarantined_rows"]) == (4, 4)
+    # Three identical copies: two kept aside.
+    three = duplicate_keys(raw(item(), item(), item()))
+    assert (three.metadata["duplicate_rows"], three.metadata["quarantined_rows"]) == (3, 2)
+    assert "3 rows share a key with another row: 2 kept in quarantine, 1 loaded" in three.summary

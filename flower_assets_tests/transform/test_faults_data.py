@@ -16,8 +16,17 @@ from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
 from flower_assets.transform.quarantine import split_loadable
 from flower_assets.warehouse.database import Warehouse
-from flower_assets.warehouse.schemas import FLOWER_TYPES, FLOWERS, RAW, REJECTED, TABLES
+from flower_assets.warehouse.schemas import (
+    DAILY_ITEM_PRICES,
+    FLOWER_TYPES,
+    FLOWERS,
+    RAW,
+    REJECTED,
+    TABLES,
+    VARIETY_PRICE_CHANGES,
+)
 from flower_assets_tests.conftest import Market, item
+from flower_assets_tests.defs.test_market import build_market
 from flower_assets_tests.source.test_faults_http import (
     DAY,
     LAST,
@@ -132,6 +141,80 @@ def test_amounts_in_every_shape_are_loaded_exactly_or_quarantined_never_crash(
     assert checks[("bidding_flowers", "reconciles_with_raw")] is True
     assert checks[("public_bidding_flowers", "rejected_share_within_threshold")] is True
     assert checks[("public_bidding_flowers", "no_duplicate_keys")] is False  # said, not hidden
+    # 똑같은행 twice (one copy loads) and 충돌 twice (both kept aside): 4 rows, 3 in quarantine.
+    (duplicates,) = (
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_duplicate_keys"
+    )
+    assert duplicates.metadata["duplicate_rows"].value == 4
+    assert duplicates.metadata["quarantined_rows"].value == 3
+    assert "4 rows share a key with another row: 3 kept in quarantine, 1 loaded" in (
+        duplicates.metadata["summary"].value
+    )
+    assert_reconciles(warehouse_url)
+    assert_masters_sound(warehouse_url)
+
+
+def test_a_traded_row_priced_at_zero_is_quarantined_and_reaches_no_market_table(
+    warehouse_url, instance
+):
+    """3,000 bundles at an average of 0 won: before, they loaded, showed as a -100% change, the
+    period's top fallers, and pulled 장미's daily average towards 0."""
+    red = item(day=DAY, pum="장미", good="레드", tot_qty="50", avg_amt="10000", tot_amt="500000")
+    zero_priced = {
+        "영원": item(
+            day=DAY,
+            pum="장미",
+            good="영원",
+            tot_qty="3000",
+            avg_amt="0",
+            min_amt="0",
+            max_amt="6000",
+            tot_amt="15000000",
+        ),
+        "무료": item(day=DAY, pum="장미", good="무료", tot_qty="3000", avg_amt="5000", tot_amt="0"),
+        "공짜": item(
+            day=DAY,
+            pum="장미",
+            good="공짜",
+            tot_qty="3000",
+            avg_amt="0",
+            min_amt="0",
+            max_amt="0",
+            tot_amt="0",
+        ),
+    }
+    answer = [*filler(400), red, *zero_priced.values()]
+    market = Market()
+    market.set(DAY, CUT, answer)
+    with FakeAtServer(market.rows_for) as server:
+        result = run(warehouse_url, instance, server.url)
+    assert result.success, failure(result)[1]
+    checks = check_results(result)
+    assert checks[("public_bidding_flowers", "rejected_share_within_threshold")] is True  # 3/404
+    assert checks[("bidding_flowers", "reconciles_with_raw")] is True
+
+    # Kept aside with their reason and their raw row, byte for byte.
+    with Warehouse.open(warehouse_url) as wh:
+        rejected = wh.read_partition(REJECTED, LAST)
+    kept = {json.loads(r["raw_item"])["goodName"]: r for r in rejected.iter_rows(named=True)}
+    assert sorted(kept) == sorted(zero_priced)
+    for name, row in zero_priced.items():
+        assert kept[name]["reason"] == "price_not_positive", kept[name]
+        assert kept[name]["raw_item"] == sent(row)
+        assert "totQty 3000" in kept[name]["reason_text"], kept[name]["reason_text"]
+    assert raw_by_variety(warehouse_url).keys() >= zero_priced.keys()  # raw keeps them
+    records = partition_version(warehouse_url)["records"]
+    assert len(records) == 401 and not {row[2] for row in records} & set(zero_priced)
+
+    # The market tables never see them: 장미 is 레드 alone, at its own price.
+    assert build_market(warehouse_url, instance, DAY, DAY).success
+    with Warehouse.open(warehouse_url) as wh:
+        changes = wh.read_partition(VARIETY_PRICE_CHANGES, LAST)
+        items = wh.read_partition(DAILY_ITEM_PRICES, LAST)
+    assert not set(changes["variety_name"]) & set(zero_priced)
+    assert changes.height == 401 and changes["avg_price"].min() > 0
+    rose = items.filter(pl.col("name") == "장미").row(0, named=True)
+    assert (rose["quantity"], rose["total_price"], rose["avg_price"]) == (50, 500_000, 10_000)
     assert_reconciles(warehouse_url)
     assert_masters_sound(warehouse_url)
 

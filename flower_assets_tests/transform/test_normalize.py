@@ -81,6 +81,58 @@ def test_each_broken_row_kind_is_quarantined_with_its_reason(row, reason, phrase
     assert json.loads(rejected["raw_item"][0]) == row
 
 
+# A row that traded (positive totQty) at an average or a total of zero: a price that cannot be
+# right. Loaded, it would be a variety at 0 won: a -100% change, the period's top faller, and
+# its bundles at 0 won in the item's daily average.
+@pytest.mark.parametrize(
+    ("row", "phrases"),
+    [
+        (
+            item(tot_qty="3000", avg_amt="0", min_amt="0", max_amt="6000", tot_amt="15000000"),
+            ("avgAmt 0", "totAmt 15000000", "totQty 3000"),
+        ),
+        (item(tot_qty="3000", avg_amt="5000", tot_amt="0"), ("avgAmt 5000", "totAmt 0")),
+        (
+            item(tot_qty="3000", avg_amt="0", min_amt="0", max_amt="0", tot_amt="0"),
+            ("avgAmt 0", "totAmt 0", "totQty 3000"),
+        ),
+    ],
+    ids=["average-zero-total-positive", "total-zero-average-positive", "all-amounts-zero"],
+)
+def test_a_traded_row_priced_at_zero_is_quarantined_as_price_not_positive(row, phrases):
+    loadable, rejected = split_loadable(raw(item(good="정상"), row | {"goodName": "영원"}))
+    assert loadable["flower_name"].to_list() == ["정상"]
+    assert rejected["reason"].to_list() == ["price_not_positive"]
+    for phrase in phrases:
+        assert phrase in rejected["reason_text"][0], rejected["reason_text"][0]
+    assert json.loads(rejected["raw_item"][0]) == row | {"goodName": "영원"}  # verbatim
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        item(tot_qty="3000", avg_amt="-5000", min_amt="-6000", tot_amt="15000000"),
+        item(tot_qty="3000", avg_amt="5000", tot_amt="-15000000"),
+    ],
+    ids=["average-negative", "total-negative"],
+)
+def test_a_negative_price_is_quarantined_too_as_the_negative_amount_it_is(row):
+    """Every negative amount is `negative_amount`, the earlier rule: one reason per row."""
+    loadable, rejected = split_loadable(raw(item(good="정상"), row))
+    assert loadable["flower_name"].to_list() == ["정상"]
+    assert rejected["reason"].to_list() == ["negative_amount"]
+
+
+def test_zero_quantity_keeps_its_reason_and_a_minimum_of_zero_still_loads():
+    zero_everything = item(
+        good="a", tot_qty="0", avg_amt="0", min_amt="0", max_amt="0", tot_amt="0"
+    )
+    min_zero = item(good="b", min_amt="0")  # a lot sold at 0 won among others: the day averages
+    loadable, rejected = split_loadable(raw(zero_everything, min_zero))
+    assert rejected["reason"].to_list() == ["non_positive_quantity"]
+    assert loadable["flower_name"].to_list() == ["b"]
+
+
 def test_conflicting_rows_with_one_key_are_all_kept_aside_but_an_identical_copy_only_once():
     conflicting = raw(item(), item(avg_amt="9999"), item(good="다른"))
     loadable, rejected = split_loadable(conflicting)
