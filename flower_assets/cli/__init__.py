@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import dagster as dg
 
 from flower_assets import settings
 from flower_assets.cli import runs
+from flower_assets.instance_storage import InstanceDamaged
 from flower_assets.sample.days import SAMPLE_PERIOD
 from flower_assets.warehouse.schemas import TABLES
 
@@ -34,7 +36,12 @@ def local_instance() -> Iterator[dg.DagsterInstance]:
     overrides = settings.local_instance_config(config, home)
     if overrides is not None:
         # A copy in it: `DAGSTER_HOME=$PWD/.dagster_home dagster dev` opens the same instance.
-        (home / "dagster.yaml").write_text(config.read_text())
+        # Replaced in one step: a command starting meanwhile reads the old copy or the new one.
+        text, copy = config.read_text(), home / "dagster.yaml"
+        if not copy.exists() or copy.read_text() != text:
+            staged = home / f".dagster.yaml.{os.getpid()}"
+            staged.write_text(text)
+            staged.replace(copy)
     # A persistent instance rooted in ./.dagster_home, configured as ./dagster.yaml says.
     with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as instance:
         yield instance
@@ -193,10 +200,9 @@ def _run(args: argparse.Namespace) -> int:
         flush=True,
     )
     from flower_assets.defs.assets import API_POOL
-    from flower_assets.steps.market import dates_to_rebuild
     from flower_assets.steps.report import dates_between
-    from flower_assets.warehouse.database import Warehouse
 
+    asked = dates_between(start, end)
     with local_instance() as instance:
         for run_id in runs.release_dead_runs(instance):
             print(
@@ -209,25 +215,11 @@ def _run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("Stopped while waiting for the pool; nothing was started.", file=sys.stderr)
             return 130
-        run_ids = _run_chunks(instance, AUCTION_JOB, chunks, end)
-        if run_ids is None:
-            return 1
-        # The market tables of these dates, and of the later dates a correction reached.
-        with Warehouse.open(settings.database_url()) as warehouse:
-            rebuild = dates_to_rebuild(
-                warehouse,
-                dates_between(start, end),
-                run_ids,
-            )
-        if rebuild:
-            market = date_chunks(rebuild[0], rebuild[-1], size)
-            print(
-                f"Building the market tables of {_dates(rebuild[0], rebuild[-1])} in {len(market)} run(s) …",
-                flush=True,
-            )
-            if _run_chunks(instance, MARKET_JOB, market, rebuild[-1]) is None:
-                return 1
-        report = _write_report(instance)
+        _run_chunks(instance, AUCTION_JOB, chunks, stop_early=_quota_stop)
+        # The market tables of these dates and of every date whose history changed, whoever
+        # changed it (another run may load dates meanwhile: then build again).
+        market_ok = _build_market(instance, asked, size)
+        report = _write_report(instance) if market_ok else None
     location, counts = _table_counts()
     print(f"Warehouse: {location}")
     width = max(map(len, counts))
@@ -235,40 +227,115 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {name:<{width}}  {count:>8} rows")
     if report:
         print(f"Market report: {report}")
+    failed = _not_loaded(asked)
+    _print_summary(asked, failed)
     # Dagster's own commands read $DAGSTER_HOME; the repo-local instance is one too.
     home = "" if settings.env("DAGSTER_HOME") else f"DAGSTER_HOME={settings.LOCAL_HOME.resolve()} "
     print(
         f"Browse the runs and assets with: {home}uv run dagster dev  (then open http://127.0.0.1:3000)"
     )
-    return 0
+    return 1 if failed or not market_ok else 0
+
+
+def _not_loaded(days: list[date]) -> dict[date, str]:
+    """The dates of `days` not loaded, each with its cause, as the warehouse's logs say."""
+    from flower_assets.transform.unchanged import not_loaded
+    from flower_assets.warehouse.database import Warehouse
+
+    with Warehouse.open(settings.database_url()) as warehouse:
+        return not_loaded(days, *warehouse.batch_logs(days[0], days[-1]))
+
+
+def _quota_stop(days: list[date]) -> bool:
+    """The key's daily quota stopped the run: no later run could fetch anything today."""
+    return any("QuotaExceeded" in cause for cause in _not_loaded(days).values())
+
+
+def _print_summary(asked: list[date], failed: dict[date, str]) -> None:
+    loaded = len(asked) - len(failed)
+    print(f"Loaded: {loaded} of {len(asked)} auction dates ({_dates(asked[0], asked[-1])}).")
+    if not failed:
+        return
+    print(f"Not loaded: {len(failed)} auction dates, each with its cause:", file=sys.stderr)
+    for day, cause in sorted(failed.items()):
+        print(f"  {day}  {cause}", file=sys.stderr)
+    first, last = min(failed), max(failed)
+    print(
+        f"Once the cause is fixed: flower-assets materialize --from {first} --to {last}  "
+        "(the dates already loaded come from the response cache and are not rewritten)",
+        file=sys.stderr,
+    )
+
+
+def _build_market(instance: dg.DagsterInstance, asked: list[date], size: int) -> bool:
+    """Build the market tables of `asked` and of every stale date; False if a run failed."""
+    from flower_assets.defs.partitions import date_chunks
+    from flower_assets.steps.market import market_dates
+    from flower_assets.warehouse.database import Warehouse
+
+    base = settings.index_base_date()
+    for attempt in range(MARKET_ROUNDS):
+        with Warehouse.open(settings.database_url()) as warehouse:
+            dates = market_dates(warehouse, base, asked if attempt == 0 else [])
+        if not dates:
+            return True
+        market = date_chunks(dates[0], dates[-1], size)
+        again = " again: another run changed auction records meanwhile" if attempt else ""
+        print(
+            f"Building the market tables of {_dates(dates[0], dates[-1])} in {len(market)} "
+            f"run(s){again} …",
+            flush=True,
+        )
+        if not _run_chunks(instance, MARKET_JOB, market):
+            return False
+    print(
+        f"The auction records kept changing while the market tables were built ({MARKET_ROUNDS} "
+        "rounds); the stale dates show in the checks built_on_current_history. Run "
+        "flower-assets materialize again once the other runs have ended.",
+        file=sys.stderr,
+    )
+    return False
+
+
+# Market builds in a row after which the CLI leaves stale dates to the next command.
+MARKET_ROUNDS = 3
 
 
 def _run_chunks(
-    instance: dg.DagsterInstance, job_name: str, chunks: list[tuple[date, date]], end: date
-) -> list[str] | None:
-    """Run the job chunk after chunk; the run ids, or None after the first failed run."""
-    run_ids = []
+    instance: dg.DagsterInstance,
+    job_name: str,
+    chunks: list[tuple[date, date]],
+    stop_early: Callable[[list[date]], bool] | None = None,
+) -> bool:
+    """Run the job chunk after chunk; True if every run succeeded.
+
+    A failed run holds back no later one, unless `stop_early` says so of its dates.
+    """
+    from flower_assets.steps.report import dates_between
+
+    succeeded = True
     for number, (first, last) in enumerate(chunks, 1):
         result = materialize_range(first, last, instance, job_name)
         run_id, success = result.run_id, result.success
         failures = [] if success else _failures(result)
         del result  # a run's events are not kept: memory stays flat over a long range
         label = f"Run {number}/{len(chunks)} {run_id} ({_dates(first, last)})"
-        if not success:
-            for line in failures:
-                print(line, file=sys.stderr)
-            print(f"{label} failed.", file=sys.stderr)
-            if last < end:
+        if success:
+            print(f"{label} succeeded.", flush=True)
+            continue
+        succeeded = False
+        for line in failures:
+            print(line, file=sys.stderr)
+        print(f"{label} failed.", file=sys.stderr)
+        if stop_early is not None and stop_early(dates_between(first, last)):
+            if last < chunks[-1][1]:
                 print(
-                    f"Stopped: {_dates(last + timedelta(days=1), end)} not attempted. "
-                    f"Earlier runs are stored; to go on: flower-assets materialize "
-                    f"--from {first} --to {end}",
+                    f"Stopped: the key's daily quota is used up; "
+                    f"{_dates(last + timedelta(days=1), chunks[-1][1])} not attempted.",
                     file=sys.stderr,
                 )
-            return None
-        print(f"{label} succeeded.", flush=True)
-        run_ids.append(run_id)
-    return run_ids
+            break
+    return succeeded
 
 
 def _write_report(instance: dg.DagsterInstance) -> str | None:
@@ -420,4 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     db.set_defaults(handler=_db)
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except InstanceDamaged as exc:  # left so by older code: the message says how to repair it
+        print(f"flower-assets {args.command}: {exc}", file=sys.stderr)
+        return 1

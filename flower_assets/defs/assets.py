@@ -8,7 +8,7 @@ false`). The checks of each asset are judged after it, per date, in `checks.py`.
 """
 
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 from pydantic import Field
@@ -24,11 +24,16 @@ from flower_assets.defs.resources import (
     WarehouseResource,
 )
 from flower_assets.source.cache import CachedApi
-from flower_assets.steps.market import MarketStep, latest_report_period, report_html
+from flower_assets.source.client import redact
+from flower_assets.steps.market import (
+    MarketHistory,
+    MarketStep,
+    latest_report_period,
+    report_html,
+)
 from flower_assets.steps.normalizing import MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
-from flower_assets.steps.report import DateReport, Markdown, dates_label
-from flower_assets.transform import unchanged
+from flower_assets.steps.report import DateReport, Markdown, dates_label, working_on
 from flower_assets.warehouse.schemas import (
     BIDDING,
     CATEGORY_PRICE_INDEX,
@@ -74,11 +79,30 @@ def _asset_args(table: Table, description: str) -> dict:
 
 
 def each_auction_date(
-    context: dg.AssetExecutionContext, days: list[date], load: Callable[[date], DateReport]
+    context: dg.AssetExecutionContext,
+    days: list[date],
+    load: Callable[[date], DateReport],
+    location: str,
+    secret: str | None = None,
 ) -> None:
-    """For each auction date of the run: compute and write it (`load`), then record it."""
+    """For each auction date of the run: compute and write it (`load`), then record it.
+
+    A date that fails holds back no other: its cause is logged and recorded as its metadata,
+    its tables keep their previous version, and the run's other dates go on. The run then
+    ends failed through the blocking check `auction_date_loaded`, which names each such date.
+    """
+    asset = context.asset_key.to_user_string()
     for day in days:
-        record(context, day, load(day))
+        try:
+            report = load(day)
+        except Exception as exc:
+            cause = redact(f"{type(exc).__name__}: {exc}", secret)
+            context.log.error(
+                f"{asset} {day}: not loaded, its previous version stays (warehouse {location}): "
+                f"{cause}"
+            )
+            report = DateReport({"load_failed": cause, "content_changed": False})
+        record(context, day, report)
 
 
 def record(
@@ -121,7 +145,11 @@ def public_bidding_flowers(
             "Sample mode: FLOWER_API_KEY is not set, so the sample auction days of the synthetic market are read "
             "instead of the aT API."
         )
-    with at_api.client() as client, warehouse.open() as wh:
+    with (
+        working_on(RAW.name, days, warehouse.location),
+        at_api.client() as client,
+        warehouse.open() as wh,
+    ):
         wh.claim_source(at_api.source)  # before anything is fetched or written
         api = CachedApi(client, wh, at_api.daily_quota, at_api.correction_days, config.refetch)
         step = RawStep(
@@ -134,7 +162,7 @@ def public_bidding_flowers(
             at_api.key,
         )
         try:
-            each_auction_date(context, days, step.load)
+            each_auction_date(context, days, step.load, wh.location, at_api.key)
         finally:  # the raw checks of this run judge what was stored, also after a failure
             for day, outcomes in step.outcomes.items():
                 remember_raw_outcomes(context.run_id, wh.location, day, outcomes)
@@ -153,9 +181,9 @@ def flower_types(
 ) -> dg.MaterializeResult:
     """Add the items each auction date saw to the item master."""
     days = auction_dates(context)
-    with warehouse.open() as wh:
+    with working_on(FLOWER_TYPES.name, days, warehouse.location), warehouse.open() as wh:
         step = MasterStep(wh, days, FLOWER_TYPES, context.run_id, _recompute(context))
-        each_auction_date(context, days, step.load)
+        each_auction_date(context, days, step.load, wh.location)
         size = wh.row_count(FLOWER_TYPES)
     return dg.MaterializeResult(
         metadata={"run_auction_dates": dates_label(days), "items_in_master": size}
@@ -171,9 +199,9 @@ def flowers(
 ) -> dg.MaterializeResult:
     """Add the varieties each auction date saw to the variety master."""
     days = auction_dates(context)
-    with warehouse.open() as wh:
+    with working_on(FLOWERS.name, days, warehouse.location), warehouse.open() as wh:
         step = MasterStep(wh, days, FLOWERS, context.run_id, _recompute(context))
-        each_auction_date(context, days, step.load)
+        each_auction_date(context, days, step.load, wh.location)
         size = wh.row_count(FLOWERS)
     return dg.MaterializeResult(
         metadata={"run_auction_dates": dates_label(days), "varieties_in_master": size}
@@ -191,9 +219,9 @@ def bidding_flowers(
 ) -> dg.MaterializeResult:
     """Replace each auction date's records and quarantine with those of its raw rows."""
     days = auction_dates(context)
-    with warehouse.open() as wh:
+    with working_on(BIDDING.name, days, warehouse.location), warehouse.open() as wh:
         step = RecordsStep(wh, days, context.run_id, _recompute(context))
-        each_auction_date(context, days, step.load)
+        each_auction_date(context, days, step.load, wh.location)
     return dg.MaterializeResult(metadata={"run_auction_dates": dates_label(days)})
 
 
@@ -203,32 +231,31 @@ flower_auction_assets = [public_bidding_flowers, flower_types, flowers, bidding_
 # --- the market layer ---------------------------------------------------------------------------
 
 MARKET_GROUP = "flower_market"
-# How far forward Dagster shows a correction's effect on the market tables as stale: beyond the
-# trailing 28-day windows (previous auction dates and the chained index reach further), as far
-# as Dagster's per-partition staleness reaches (fewer than 100 dependencies a partition).
-# Rebuilding goes further: every later date (`steps.market.dates_to_rebuild`).
-OBSERVED_DAYS = 98
-MARKET_REACH = dg.TimeWindowPartitionMapping(start_offset=-OBSERVED_DAYS)
+NO_RECORDS = "no auction records"
 
 
 @dg.observable_source_asset(
-    name="at_api_answers",
+    name="market_inputs",
     group_name=MARKET_GROUP,
     partitions_def=auction_date_partitions,
-    description="What the aT API answered for each auction date, as public_bidding_flowers "
-    "stores it. Its data version is the answer's content hash: a correction gives the date a "
-    "new version, and the market tables of the dates it reaches show stale until rebuilt.",
+    description="The auction records each date's market tables rest on: for each category "
+    "traded on the date, its records up to the date (market.history). Its data version per "
+    "date is their digest: a first load, correction or removal of any earlier date gives the "
+    "later dates a new version, and their market tables show stale until rebuilt.",
 )
-def at_api_answers(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+def market_inputs(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    price_index: PriceIndexSettings,
 ) -> dg.DataVersionsByPartition:
-    """Observe the stored answers' content hashes of the run's dates and the 98 before them."""
-    days = auction_dates(context)
-    first = max(days[0] - timedelta(days=OBSERVED_DAYS), settings.start_date())
+    """Observe the history digest of each of the run's dates."""
     with warehouse.open() as wh:
-        stored = unchanged.stored_raw(wh.upload_logs(first, days[-1]))
+        current = MarketHistory.read(wh, price_index.base()).current
     return dg.DataVersionsByPartition(
-        {day.isoformat(): dg.DataVersion(s.content_hash) for day, s in sorted(stored.items())}
+        {
+            day.isoformat(): dg.DataVersion(current.get(day, NO_RECORDS))
+            for day in auction_dates(context)
+        }
     )
 
 
@@ -240,10 +267,7 @@ def _market_spec(table: Table, description: str) -> dg.AssetSpec:
         metadata=definition_metadata(table),
         kinds={"polars", "sql"},
         code_version=CODE_VERSION,
-        deps=[
-            dg.AssetDep(BIDDING.name),
-            dg.AssetDep(at_api_answers, partition_mapping=MARKET_REACH),
-        ],
+        deps=[dg.AssetDep(BIDDING.name), dg.AssetDep(market_inputs)],
     )
 
 
@@ -282,8 +306,12 @@ def flower_market(
 ) -> Iterator[dg.MaterializeResult]:
     """Build each auction date's market tables from its auction records and their history."""
     days = auction_dates(context)
-    with warehouse.open() as wh:
-        step = MarketStep(wh, days, price_index.base())
+    with (
+        working_on("flower_market", days, warehouse.location),
+        warehouse.open() as wh,
+        wh.market_lock(context.log.warning),
+    ):
+        step = MarketStep(wh, days, context.run_id, price_index.base())
         for day in days:
             for table, report in step.load(day).items():
                 record(context, day, report, dg.AssetKey(table))

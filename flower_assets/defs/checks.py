@@ -10,17 +10,23 @@ range. The rules themselves are the pure functions of `integrity.py`.
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 import polars as pl
 
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
-from flower_assets.defs.resources import QuarantineThreshold, WarehouseResource
+from flower_assets.defs.resources import (
+    PriceIndexSettings,
+    QuarantineThreshold,
+    WarehouseResource,
+)
 from flower_assets.market.prices import RECORD_COLUMNS
 from flower_assets.quality import integrity, market
 from flower_assets.quality.catalog import (
     BIDDING_CHECKS,
+    BUILT_ON_CURRENT_HISTORY,
     CATEGORY_PRICE_INDEX_CHECKS,
     DAILY_ITEM_PRICES_CHECKS,
     FLOWER_TYPES_CHECKS,
@@ -31,6 +37,9 @@ from flower_assets.quality.catalog import (
 )
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import answer_pages
+from flower_assets.steps.market import MarketHistory
+from flower_assets.steps.report import working_on
+from flower_assets.transform import unchanged
 from flower_assets.transform.quarantine import split_loadable
 from flower_assets.transform.raw import item_fields
 from flower_assets.warehouse.database import Warehouse
@@ -60,8 +69,16 @@ def remember_raw_outcomes(
     _RAW_OUTCOMES[(run_id, location, day)] = outcomes
 
 
+@dataclass(frozen=True)
+class CheckSettings:
+    """The settings the rules judge by."""
+
+    max_rejected_share: float  # FLOWER_MAX_REJECTED_SHARE
+    index_base: date | None  # FLOWER_INDEX_BASE_DATE: part of each market date's history
+
+
 Judge = Callable[
-    [dg.AssetCheckExecutionContext, Warehouse, list[date], QuarantineThreshold],
+    [dg.AssetCheckExecutionContext, Warehouse, list[date], CheckSettings],
     Iterator[tuple[date, dict[str, Outcome]]],
 ]
 
@@ -70,7 +87,7 @@ def judge_raw(
     context: dg.AssetCheckExecutionContext,
     wh: Warehouse,
     days: list[date],
-    threshold: QuarantineThreshold,
+    settings: CheckSettings,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
     calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
     for day in days:
@@ -85,7 +102,7 @@ def judge_raw(
         yield (
             day,
             integrity.judge_raw(
-                day, decoded, rejected, earlier, threshold.max_rejected_share, pages, repeated
+                day, decoded, rejected, earlier, settings.max_rejected_share, pages, repeated
             ),
         )
 
@@ -95,7 +112,7 @@ def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
         context: dg.AssetCheckExecutionContext,
         wh: Warehouse,
         days: list[date],
-        threshold: QuarantineThreshold,
+        settings: CheckSettings,
     ) -> Iterator[tuple[date, dict[str, Outcome]]]:
         master = wh.read_table(table)
         twins = integrity.lookalike_twins(master, scope)  # a property of the whole master
@@ -135,7 +152,7 @@ def judge_bidding(
     context: dg.AssetCheckExecutionContext,
     wh: Warehouse,
     days: list[date],
-    threshold: QuarantineThreshold,
+    settings: CheckSettings,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
     named = labels(wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS))
     # Price history for the anomaly rule reaches back before the first date.
@@ -146,6 +163,7 @@ def judge_bidding(
     stored = by_date(records)
     raw = by_date(wh.rows_per_date_and_category(RAW, days[0], days[-1]))
     rejected = by_date(wh.rows_per_date_and_category(REJECTED, days[0], days[-1]))
+    not_loaded = unchanged.not_loaded(days, *wh.batch_logs(days[0], days[-1]))
 
     def per_category(counts: dict[date, pl.DataFrame], day: date) -> dict[str, int]:
         return dict(counts[day].select("flower_gubn", "rows").rows()) if day in counts else {}
@@ -158,6 +176,9 @@ def judge_bidding(
         yield (
             day,
             {
+                "auction_date_loaded": integrity.date_loaded(
+                    day, not_loaded.get(day), today.height
+                ),
                 "prices_ordered": integrity.prices_ordered(today),
                 "totals_consistent": integrity.totals_consistent(today),
                 "reconciles_with_raw": integrity.reconciles(
@@ -237,13 +258,14 @@ def build_asset_checks(
             check.name,
             asset=asset,
             description=check.full_description,
-            blocking=check.blocking,
+            blocking=check.blocking or check.fails_run,
             partitions_def=auction_date_partitions,
             additional_deps=list(additional_deps),
         )
         for check in checks
     }
     severity = {check.name: dg.AssetCheckSeverity(check.severity) for check in checks}
+    fails_run = {check.name for check in checks if check.fails_run}
     asset_key = dg.AssetKey(asset)
 
     @dg.multi_asset_check(
@@ -256,6 +278,7 @@ def build_asset_checks(
         context: dg.AssetCheckExecutionContext,
         warehouse: WarehouseResource,
         quarantine_threshold: QuarantineThreshold,
+        price_index: PriceIndexSettings,
     ):
         if not (context.has_partition_key or context.has_partition_key_range):
             raise dg.Failure(
@@ -268,8 +291,12 @@ def build_asset_checks(
         targets = latest_materializations(
             context.instance, asset_key, [day.isoformat() for day in days]
         )
-        with warehouse.open() as wh:
-            for day, outcomes in judge(context, wh, days, quarantine_threshold):
+        with (
+            working_on(f"{asset}_checks", days, warehouse.location),
+            warehouse.open() as wh,
+        ):
+            settings = CheckSettings(quarantine_threshold.max_rejected_share, price_index.base())
+            for day, outcomes in judge(context, wh, days, settings):
                 for name in selected:
                     outcome = outcomes[name]
                     if not outcome.passed:
@@ -288,6 +315,7 @@ def build_asset_checks(
                         description=outcome.summary,
                         partition=day.isoformat(),
                         target_materialization_data=targets.get(day.isoformat()),
+                        blocking=name in fails_run,
                     )
         # The check outputs: they order downstream steps after blocking checks (per-date
         # blocking itself is in the assets' upload-log gate).
@@ -306,7 +334,7 @@ def _judge_against_records(
         context: dg.AssetCheckExecutionContext,
         wh: Warehouse,
         days: list[date],
-        threshold: QuarantineThreshold,
+        settings: CheckSettings,
     ) -> Iterator[tuple[date, dict[str, Outcome]]]:
         records = by_date(wh.read_sql("market_records", (days[0], days[-1]), RECORD_COLUMNS))
         stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
@@ -318,11 +346,30 @@ def _judge_against_records(
     return judge
 
 
+def with_history(judge: Judge) -> Judge:
+    """A market table's rules, and whether each date is built on its current history."""
+
+    def judged(
+        context: dg.AssetCheckExecutionContext,
+        wh: Warehouse,
+        days: list[date],
+        settings: CheckSettings,
+    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+        history = MarketHistory.read(wh, settings.index_base)
+        for day, outcomes in judge(context, wh, days, settings):
+            built = market.built_on_current_history(
+                history.current.get(day), history.built.get(day), history.built_by.get(day)
+            )
+            yield day, {BUILT_ON_CURRENT_HISTORY.name: built, **outcomes}
+
+    return judged
+
+
 def judge_price_index(
     context: dg.AssetCheckExecutionContext,
     wh: Warehouse,
     days: list[date],
-    threshold: QuarantineThreshold,
+    settings: CheckSettings,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
     index = wh.read_table(CATEGORY_PRICE_INDEX).sort("auction_date")
     for day in days:
@@ -355,17 +402,23 @@ bidding_checks = build_asset_checks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
 item_prices_checks = build_asset_checks(
     DAILY_ITEM_PRICES.name,
     DAILY_ITEM_PRICES_CHECKS,
-    _judge_against_records(DAILY_ITEM_PRICES, "reconciles_with_records", market.prices_reconcile),
+    with_history(
+        _judge_against_records(
+            DAILY_ITEM_PRICES, "reconciles_with_records", market.prices_reconcile
+        )
+    ),
 )
 price_changes_checks = build_asset_checks(
     VARIETY_PRICE_CHANGES.name,
     VARIETY_PRICE_CHANGES_CHECKS,
-    _judge_against_records(
-        VARIETY_PRICE_CHANGES, "covers_every_record", market.changes_cover_records
+    with_history(
+        _judge_against_records(
+            VARIETY_PRICE_CHANGES, "covers_every_record", market.changes_cover_records
+        )
     ),
 )
 price_index_checks = build_asset_checks(
-    CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, judge_price_index
+    CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, with_history(judge_price_index)
 )
 market_checks = [item_prices_checks, price_changes_checks, price_index_checks]
 flower_auction_checks = [raw_checks, flower_types_checks, flowers_checks, bidding_checks]

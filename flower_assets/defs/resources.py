@@ -11,7 +11,7 @@ from pydantic import Field
 from flower_assets import settings
 from flower_assets.sample.days import SAMPLE_KEY, sample_transport
 from flower_assets.source.client import AtFlowerClient, RetryPolicy
-from flower_assets.warehouse.database import LIVE_SOURCE, SAMPLE_SOURCE, Warehouse
+from flower_assets.warehouse.database import LIVE_SOURCE, SAMPLE_SOURCE, Warehouse, display_url
 
 
 class AtApiResource(dg.ConfigurableResource):
@@ -71,6 +71,11 @@ class WarehouseResource(dg.ConfigurableResource):
     """The warehouse database (FLOWER_DATABASE_URL): a SQLite file by default, or PostgreSQL."""
 
     url: str = Field(description="sqlite:///path or postgresql://user:pw@host:port/db")
+
+    @property
+    def location(self) -> str:
+        """The warehouse's URL with any password masked, for messages."""
+        return display_url(self.url)
 
     def open(self) -> Warehouse:
         # No DDL per step: one query finds the warehouse at the code's schema revision. Only an

@@ -18,6 +18,7 @@ Dagster's sensor timeout, after which the tick (and every cursor update made in 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 
@@ -37,9 +38,9 @@ from flower_assets.defs.alerts import (
     run_partitions,
 )
 from flower_assets.defs.assets import BACKFILL_POLICY
-from flower_assets.defs.partitions import date_chunks, run_dates
-from flower_assets.defs.resources import WarehouseResource
-from flower_assets.steps.market import dates_to_rebuild
+from flower_assets.defs.partitions import date_chunks
+from flower_assets.defs.resources import PriceIndexSettings, WarehouseResource
+from flower_assets.steps.market import MarketHistory
 
 RUN_OUTCOMES = (
     dg.DagsterEventType.RUN_SUCCESS,
@@ -308,39 +309,63 @@ def build_alert_sensor(
     return flower_alerts
 
 
+# Runs of these statuses may still change the auction records or the market tables.
+_ACTIVE = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
 def build_market_sensor(
     auction_job: dg.UnresolvedAssetJobDefinition, market_job: dg.UnresolvedAssetJobDefinition
-) -> dg.RunStatusSensorDefinition:
-    """After each successful auction run: rebuild the market tables that run made out of date."""
+) -> dg.SensorDefinition:
+    """Keep every market date built on its current history, whatever changed it."""
 
-    @dg.run_status_sensor(
+    @dg.sensor(
         name="market_after_auctions",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[auction_job],
-        request_job=market_job,
+        job=market_job,
+        minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After each successful flower_auction_job run, builds the market tables of "
-        "its auction dates and of every later date a correction in it reached, in runs of at "
-        "most 100 dates.",
+        description="When auction records changed (any run, any order: a first load of an "
+        "earlier date, a correction, a removal) and no flower_auction_job or flower_market_job "
+        "run is under way, builds every stale market date, from the first to the last, in runs "
+        "of at most 100 dates.",
     )
     def market_after_auctions(
-        context: dg.RunStatusSensorContext, warehouse: WarehouseResource
+        context: dg.SensorEvaluationContext,
+        warehouse: WarehouseResource,
+        price_index: PriceIndexSettings,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        run = context.dagster_run
+        for job in (auction_job, market_job):
+            busy = context.instance.get_runs(
+                filters=dg.RunsFilter(job_name=job.name, statuses=_ACTIVE), limit=1
+            )
+            if busy:
+                return dg.SkipReason(
+                    f"waiting for run {busy[0].run_id} of {job.name} to end before building "
+                    "the market tables"
+                )
         with warehouse.open() as wh:
-            dates = dates_to_rebuild(wh, run_dates(run.tags), [run.run_id])
-        if not dates:
-            return dg.SkipReason(f"run {run.run_id} covered no auction date")
-        size = BACKFILL_POLICY.max_partitions_per_run or len(dates)
+            history = MarketHistory.read(wh, price_index.base())
+        stale = history.stale()
+        if not stale:
+            return dg.SkipReason("every market date is built on its current auction records")
+        # One request per state of the history: a failed build is not retried in a loop.
+        state = hashlib.sha256(
+            "".join(f"{day}{history.current.get(day)}" for day in stale).encode()
+        ).hexdigest()[:16]
+        size = BACKFILL_POLICY.max_partitions_per_run or len(stale)
         return [
             dg.RunRequest(
-                run_key=f"{run.run_id}:{first}",
+                run_key=f"{state}:{first}",
                 tags={
                     "dagster/asset_partition_range_start": first.isoformat(),
                     "dagster/asset_partition_range_end": last.isoformat(),
                 },
             )
-            for first, last in date_chunks(dates[0], dates[-1], size)
+            for first, last in date_chunks(stale[0], stale[-1], size)
         ]
 
     return market_after_auctions

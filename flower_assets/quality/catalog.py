@@ -21,15 +21,21 @@ class Check:
     # Blocking is per auction date: a date that fails keeps its previous normalized version,
     # the other dates of the run load (see flower_assets.steps).
     blocking: bool = False
+    # A date that fails it fails the run, once every step of the run is done (Dagster's
+    # blocking evaluation, raised by the check's own step, the last of the run).
+    fails_run: bool = False
 
     @property
     def full_description(self) -> str:
-        effect = (
-            "blocking: a date that fails keeps its previous version in flower_types, flowers "
-            "and bidding_flowers; the run's other dates load"
-            if self.blocking
-            else "not blocking"
-        )
+        if self.blocking:
+            effect = (
+                "blocking: a date that fails keeps its previous version in flower_types, "
+                "flowers and bidding_flowers; the run's other dates load"
+            )
+        elif self.fails_run:
+            effect = "a date that fails it fails the run, after the run's other dates loaded"
+        else:
+            effect = "not blocking"
         return f"{self.description} Severity {self.severity}; {effect}."
 
 
@@ -89,6 +95,13 @@ FLOWER_TYPES_CHECKS = _master_checks("items", "category")
 FLOWERS_CHECKS = _master_checks("varieties", "item")
 BIDDING_CHECKS = (
     Check(
+        "auction_date_loaded",
+        "The date's latest answer is in bidding_flowers. Fails with the cause when its fetch "
+        "failed (error code, HTTP, unreadable answer, quota), its answer is blocked, or "
+        "loading it failed; the tables keep their previous version of the date meanwhile.",
+        fails_run=True,
+    ),
+    Check(
         "prices_ordered",
         "min_price ≤ avg_price ≤ max_price. About 0.08% of published records break it "
         f"(settlement rounding): fails only above {integrity.PRICE_RULE_TOLERATED_SHARE:.1%} "
@@ -123,7 +136,15 @@ def blocked_by(checks: tuple[Check, ...], outcomes: dict[str, Outcome]) -> str |
     return "; ".join(failed) or None
 
 
+# Every market table's rows of a date rest on the same history (flower_assets.market.history).
+BUILT_ON_CURRENT_HISTORY = Check(
+    "built_on_current_history",
+    "The date's market rows were built from the auction records its history holds now: each "
+    "category's records up to the date. Fails when any of them was first loaded, corrected "
+    "or removed after the build, whatever the order or the run, until the date is rebuilt.",
+)
 DAILY_ITEM_PRICES_CHECKS = (
+    BUILT_ON_CURRENT_HISTORY,
     Check(
         "reconciles_with_records",
         "Per category, Σ quantity and Σ total_price equal those of the date's records in "
@@ -131,12 +152,14 @@ DAILY_ITEM_PRICES_CHECKS = (
     ),
 )
 VARIETY_PRICE_CHANGES_CHECKS = (
+    BUILT_ON_CURRENT_HISTORY,
     Check(
         "covers_every_record",
         "One row per record of the date in bidding_flowers, at the record's quantity and price.",
     ),
 )
 CATEGORY_PRICE_INDEX_CHECKS = (
+    BUILT_ON_CURRENT_HISTORY,
     Check(
         "chain_consistent",
         "index_value = the category's previous index_value × exp(chain_link), and 100 on the "

@@ -431,3 +431,10 @@ def judge_raw(
         "dates_match_partition": dates_match(decoded),
         "expected_auction_day": expected_auction_day(day, rows_per_category(decoded), calendar),
     }
+
+
+def date_loaded(day: date, cause: str | None, records: int) -> Outcome:
+    """The date's latest answer is in the auction records (`unchanged.not_loaded`'s cause if not)."""
+    if cause is None:
+        return Outcome(True, f"{day}: its latest answer is loaded ({records} records)")
+    return Outcome(False, f"{day} is not loaded: {cause}", {"cause": cause})

@@ -117,3 +117,31 @@ def matched_share(index_today: pl.DataFrame) -> Outcome:
         {"thin_links": thin.height},
         sample_of(thin.select("flower_gubn", "matched_pairs", "quantity_share")),
     )
+
+
+def built_on_current_history(
+    current: str | None, built: str | None, built_by: tuple[str, object] | None
+) -> Outcome:
+    """The date's market rows were built from the auction records its history holds now.
+
+    `current`, `built`: the date's history digest now and when it was built
+    (`market.history`), None without records or without a build.
+    """
+    when = f" (built at {built_by[1]} by run {built_by[0]})" if built_by else ""
+    if current == built:
+        summary = (
+            "built from the auction records up to this date as they are now" + when
+            if current
+            else "no auction records and no market rows"
+        )
+        return Outcome(True, summary)
+    if built is None:
+        summary = "the date has auction records but its market rows were never built"
+    elif current is None:
+        summary = f"built while the date had auction records it no longer has{when}"
+    else:
+        summary = (
+            "an earlier date's or this date's auction records changed (first loaded, corrected "
+            f"or removed) after its market rows were built{when}"
+        )
+    return Outcome(False, f"{summary}: rebuild it with flower_market_job", {"stale": True})

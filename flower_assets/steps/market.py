@@ -1,11 +1,13 @@
 """The market step for one auction date: the date's item prices, variety price changes and
-category price index, replaced together in one transaction.
+category price index, replaced together in one transaction with the history they rest on.
 
 The whole run's dates are computed at once from the auction records (pure functions of
 `flower_assets.market`), reading `HISTORY_DAYS` of records before the first date for previous
 auction dates and trailing windows. The chained index needs a link for every auction date of a
-category from its first: links of dates outside the run come from the stored index, and links
-never stored (dates whose market tables were not built yet) are computed from the records.
+category from its first: links of dates outside the run come from the stored index when those
+dates are current (`market.history`), and are computed from the records otherwise. So a build
+is right whatever was loaded before it and in whatever order; builds of one warehouse take
+turns (`Warehouse.market_lock`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from flower_assets.market.history import history_digests, stale_dates
 from flower_assets.market.price_index import chain_links, index_values
 from flower_assets.market.prices import (
     HISTORY_DAYS,
@@ -24,11 +27,14 @@ from flower_assets.market.prices import (
 )
 from flower_assets.market.report import render_report
 from flower_assets.source.categories import Category
+from flower_assets.steps.batch_logs import now
 from flower_assets.steps.report import DateReport, dates_between
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     CATEGORY_PRICE_INDEX,
     DAILY_ITEM_PRICES,
+    MARKET_BUILDS,
+    RECORD_DIGESTS,
     VARIETY_PRICE_CHANGES,
     CategoryPriceIndex,
     DailyItemPrices,
@@ -46,12 +52,56 @@ def _records(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class MarketHistory:
+    """Each date's history digest now, and the one its market rows were built from."""
+
+    current: dict[date, str]
+    built: dict[date, str]
+    built_by: dict[date, tuple[str, object]]  # run id and time of each date's build
+
+    @classmethod
+    def read(cls, wh: Warehouse, base: date | None) -> MarketHistory:
+        builds = wh.read_table(MARKET_BUILDS)
+        return cls(
+            history_digests(wh.read_table(RECORD_DIGESTS), base),
+            dict(builds.select("auction_date", "history_digest").rows()),
+            {day: (run, at) for day, _, run, at in builds.rows()},
+        )
+
+    def stale(self) -> list[date]:
+        return stale_dates(self.current, self.built)
+
+    def is_current(self, day: date) -> bool:
+        return self.current.get(day) == self.built.get(day)
+
+
+def market_dates(wh: Warehouse, base: date | None, asked: list[date]) -> list[date]:
+    """The dates a market build must cover: those asked for and every stale one, as one range.
+
+    Whatever made them stale (a first load of an earlier date, a correction, a removal, by any
+    run), first to last; empty when nothing is asked for and everything is current.
+    """
+    wanted = [*asked, *MarketHistory.read(wh, base).stale()]
+    return dates_between(min(wanted), max(wanted)) if wanted else []
+
+
 def chain(
-    wh: Warehouse, records: pl.DataFrame, days: list[date], base: date | None
+    wh: Warehouse,
+    records: pl.DataFrame,
+    days: list[date],
+    base: date | None,
+    history: MarketHistory,
 ) -> pl.DataFrame:
-    """The index rows of `days`: their links, chained with every other date's from the first."""
+    """The index rows of `days`: their links, chained with every other date's from the first.
+
+    A stored link of a stale date may rest on another history: it is computed again.
+    """
     links = chain_links(records, days)
-    stored = wh.read_table(CATEGORY_PRICE_INDEX).filter(~pl.col("auction_date").is_in(days))
+    current = [day for day in history.built if history.is_current(day)]
+    stored = wh.read_table(CATEGORY_PRICE_INDEX).filter(
+        ~pl.col("auction_date").is_in(days) & pl.col("auction_date").is_in(current)
+    )
     known = pl.concat([stored.select(LINK_COLUMNS), links])
     traded = wh.read_sql(
         "category_dates", (days[-1],), {"auction_date": pl.Date, "flower_gubn": pl.String}
@@ -71,13 +121,16 @@ class MarketStep:
 
     wh: Warehouse
     days: list[date]
+    run_id: str
     base_date: date | None = None  # of the price index; None: each category's first date
 
     def __post_init__(self) -> None:
+        # Read before the records: records changed after this leave the dates built stale.
+        self.history = MarketHistory.read(self.wh, self.base_date)
         records = _records(self.wh, self.days[0], self.days[-1])
         self.item_prices = daily_item_prices(records, self.days)
         self.variety_changes = variety_price_changes(records, self.days)
-        self.chained = chain(self.wh, records, self.days, self.base_date)
+        self.chained = chain(self.wh, records, self.days, self.base_date, self.history)
         self.index = self.chained.filter(pl.col("auction_date").is_in(self.days))
 
     def as_of(self, day: date) -> pl.DataFrame:
@@ -96,9 +149,20 @@ class MarketStep:
         items = DailyItemPrices.validate(self.item_prices.filter(on_day))
         changes = VarietyPriceChanges.validate(self.variety_changes.filter(on_day))
         index = CategoryPriceIndex.validate(self.index.filter(on_day))
+        digest = self.history.current.get(day)
+        build = pl.DataFrame(
+            [(day, digest, self.run_id, now())] if digest else [],
+            schema=MARKET_BUILDS.polars_schema,
+            orient="row",
+        )
         self.wh.replace_partition(
             day,
-            {DAILY_ITEM_PRICES: items, VARIETY_PRICE_CHANGES: changes, CATEGORY_PRICE_INDEX: index},
+            {
+                DAILY_ITEM_PRICES: items,
+                VARIETY_PRICE_CHANGES: changes,
+                CATEGORY_PRICE_INDEX: index,
+                MARKET_BUILDS: build,
+            },
         )
         quantity = dict(items.group_by("flower_gubn").agg(pl.col("quantity").sum()).rows())
         risers = changes.filter(pl.col("change_vs_prev") > 0).height
@@ -132,23 +196,6 @@ class MarketStep:
                 }
             ),
         }
-
-
-def dates_to_rebuild(wh: Warehouse, run_dates: list[date], run_ids: list[str]) -> list[date]:
-    """The market dates that pipeline runs made out of date, first to last.
-
-    The runs' own dates, and for every date they corrected, every later date already built:
-    the trailing windows and previous auction dates reach forward from a corrected date, and
-    the chained index reaches every later date.
-    """
-    corrected = wh.corrected_dates(run_ids)
-    if not run_dates and not corrected:
-        return []
-    first, last = min([*run_dates, *corrected]), max([*run_dates, *corrected])
-    built = wh.last_auction_date(CATEGORY_PRICE_INDEX)
-    if corrected and built is not None:
-        last = max(last, built)
-    return dates_between(first, last)
 
 
 # The market report the pipeline keeps current: the year up to its latest auction date, which

@@ -14,6 +14,7 @@ from datetime import date
 
 import polars as pl
 
+from flower_assets.market.history import record_digests
 from flower_assets.steps.batch_logs import process_log
 from flower_assets.steps.quarantine_splits import split_rows
 from flower_assets.steps.report import DateReport, Markdown
@@ -147,6 +148,15 @@ class RecordsStep:
         self.items, self.varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
         self.plan = DatesToLoad.plan(wh, days, BIDDING.name, recompute)
 
+    def digests(self, records: pl.DataFrame) -> pl.DataFrame:
+        """The records' digests per category, written with them (`market.history`)."""
+        categories = self.varieties.join(self.items, left_on="flower_type_id", right_on="id")
+        return record_digests(
+            records.join(
+                categories.select(pl.col("id").alias("flower_id"), "flower_gubn"), on="flower_id"
+            )
+        )
+
     def load(self, day: date) -> DateReport:
         messages = self.plan.messages(BIDDING.name, day)
         if day in self.plan.todo:
@@ -157,7 +167,7 @@ class RecordsStep:
                     auction_records(split.loadable, self.items, self.varieties)
                 )
                 rejected = split.rejected
-                self.wh.replace_records(day, records, rejected)
+                self.wh.replace_records(day, records, rejected, self.digests(records))
                 log.values["auction_rows_affected"] = records.height
             rows = records.height
         else:

@@ -19,6 +19,7 @@ from flower_assets.quality.catalog import RAW_CHECKS, blocked_by
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import CachedApi
 from flower_assets.source.categories import Category
+from flower_assets.source.errors import QuotaExceeded
 from flower_assets.steps.batch_logs import batch_log, now
 from flower_assets.steps.quarantine_splits import keep_split
 from flower_assets.steps.report import DateReport
@@ -99,6 +100,8 @@ class RawStep:
     secret: str | None = None  # redacted from every log row
     # The raw rules' outcomes per date, for the raw checks of the same run.
     outcomes: dict[date, dict[str, Outcome]] = field(default_factory=dict)
+    # The refusal that ended fetching: later dates of the run are not asked for.
+    quota_used_up: QuotaExceeded | None = None
 
     def __post_init__(self) -> None:
         self.stored = unchanged.stored_raw(self.wh.upload_logs(self.days[0], self.days[-1]))
@@ -108,6 +111,23 @@ class RawStep:
             integrity.history_window_start(self.days[0]),
             self.days[0] - timedelta(days=1),
         )
+
+    def fetch(self, day: date) -> Fetched:
+        """The date's answer; after the key's quota ran out, no further call is made."""
+        if self.quota_used_up is not None:
+            first = self.quota_used_up
+            raise QuotaExceeded(
+                day,
+                "every category",
+                first.server_message,
+                now(),
+                cause=f"not asked: the key's daily quota ran out on auction date {first.auction_date}",
+            )
+        try:
+            return fetch_auction_date(self.api, day)
+        except QuotaExceeded as exc:
+            self.quota_used_up = exc
+            raise
 
     def load(self, day: date) -> DateReport:
         client = self.api.client
@@ -125,7 +145,7 @@ class RawStep:
             content_hash=None,
         ) as log:
             try:
-                fetched = fetch_auction_date(self.api, day)
+                fetched = self.fetch(day)
             finally:
                 log.values["api_calls"] = client.calls_made - calls_before
             raw = PublicBiddingFlowers.validate(fetched.raw)

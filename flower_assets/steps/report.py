@@ -3,6 +3,8 @@ the auction dates of a run, listed and named."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -27,3 +29,21 @@ def dates_label(days: list[date]) -> str:
 
 class Markdown(str):
     """A metadata text to show as Markdown."""
+
+
+class StepFailed(Exception):
+    """A step's error, naming the step, its auction dates and the warehouse."""
+
+
+@contextmanager
+def working_on(step: str, days: list[date], location: str) -> Iterator[None]:
+    """Name the step, the auction dates and the warehouse in any error the block raises."""
+    try:
+        yield
+    except StepFailed:
+        raise
+    except Exception as exc:
+        raise StepFailed(
+            f"{step}, auction dates {dates_label(days)}, warehouse {location}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

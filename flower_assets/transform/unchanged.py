@@ -69,3 +69,36 @@ def pending(days: list[date], stored: dict[date, Stored], done: dict[date, str])
         and stored[day].blocked_by is None
         and done.get(day) != stored[day].content_hash
     ]
+
+
+def not_loaded(days: list[date], uploads: pl.DataFrame, processes: pl.DataFrame) -> dict[date, str]:
+    """The dates of `days` whose latest answer is not in the auction records, each with why.
+
+    A date is loaded when its latest fetch stored an answer fit to load and bidding_flowers
+    loaded exactly that answer. Otherwise the cause: the fetch failed (the tables keep any
+    earlier version), the answer is blocked, loading it failed, or it was never fetched.
+    """
+
+    def latest(logs: pl.DataFrame) -> dict[date, dict]:
+        last = logs.sort("finished_at").group_by("auction_date", maintain_order=True).last()
+        return {row["auction_date"]: row for row in last.iter_rows(named=True)}
+
+    attempts = latest(uploads)
+    loads = latest(processes.filter(pl.col("asset") == "bidding_flowers"))
+    loaded = processed(processes, "bidding_flowers")
+    stored = stored_raw(uploads)
+    causes = {}
+    for day in days:
+        attempt, load = attempts.get(day), loads.get(day)
+        if attempt is None:
+            causes[day] = "never fetched"
+        elif attempt["status"] not in (LOADABLE, BLOCKED):
+            kept = "; the tables keep its earlier answer" if day in stored else ""
+            causes[day] = f"the fetch failed: {attempt['error_text']}{kept}"
+        elif attempt["status"] == BLOCKED:
+            causes[day] = f"the answer is blocked: {attempt['error_text']}"
+        elif loaded.get(day) != attempt["content_hash"]:
+            causes[day] = "its answer is stored but not loaded into bidding_flowers" + (
+                f": {load['error_text']}" if load and load["status"] != LOADABLE else ""
+            )
+    return causes

@@ -7,6 +7,7 @@ The tables themselves are made and changed only by the migrations (`migrate.py`)
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import re
@@ -33,11 +34,15 @@ from flower_assets.warehouse.schemas import (
     FLOWERS,
     PROCESS_LOGS,
     RAW,
+    RECORD_DIGESTS,
     REJECTED,
     UPLOAD_LOGS,
     WAREHOUSE_SOURCE,
     Table,
 )
+
+# The advisory lock of market builds on PostgreSQL (any constant no other lock uses).
+MARKET_LOCK_KEY = zlib.crc32(b"flower_assets market build")
 
 LIVE_SOURCE = "aT API"
 SAMPLE_SOURCE = "sample data"
@@ -142,6 +147,14 @@ class Warehouse(ABC):
     def _fetch(self, sql: str, params: tuple = ()) -> list[tuple]: ...
 
     @abstractmethod
+    @contextmanager
+    def market_lock(self, say: Callable[[str], None]) -> Iterator[None]:
+        """Held while a market build reads and writes: builds of one warehouse never overlap.
+
+        Released when the block ends or the process dies. A build that has to wait says so.
+        """
+
+    @abstractmethod
     def _schema_revision(self) -> str | None:
         """alembic_version's revision: one query; None if the table is missing."""
 
@@ -179,9 +192,14 @@ class Warehouse(ABC):
         return corrections
 
     def replace_records(
-        self, auction_date: date, records: pl.DataFrame, rejected: pl.DataFrame
+        self,
+        auction_date: date,
+        records: pl.DataFrame,
+        rejected: pl.DataFrame,
+        digests: pl.DataFrame,
     ) -> None:
-        """Replace the date's auction records and quarantine, and correct the masters' seen dates.
+        """Replace the date's auction records, quarantine and record digests, and correct the
+        masters' seen dates.
 
         A correction can remove the first or last record of a variety: in the same transaction,
         the varieties the date's old records referenced (and their items) take their first and
@@ -194,7 +212,11 @@ class Warehouse(ABC):
                 (self._date_param(auction_date),),
             )
             before = [row[0] for row in cursor.fetchall()]
-            self._replace(cursor, auction_date, {BIDDING: records, REJECTED: rejected})
+            self._replace(
+                cursor,
+                auction_date,
+                {BIDDING: records, REJECTED: rejected, RECORD_DIGESTS: digests},
+            )
             if before:
                 ids = self._id_list(before)
                 cursor.execute(_sql(self.dialect, "refresh_variety_seen_dates"), (ids,))
@@ -497,6 +519,20 @@ class SqliteWarehouse(Warehouse):
     def _lock_partition(self, cursor: sqlite3.Cursor, table: Table, auction_date: date) -> None:
         pass  # BEGIN IMMEDIATE already serializes all writers.
 
+    @contextmanager
+    def market_lock(self, say: Callable[[str], None]) -> Iterator[None]:
+        path = self.path.with_name(self.path.name + ".market-lock")
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say(f"waiting for another market build of the warehouse {self.location} to end")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _date_param(self, value: date) -> str:
         return value.isoformat()
 
@@ -588,6 +624,18 @@ class PostgresWarehouse(Warehouse):
         cursor.copy_expert(
             f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)", buffer
         )
+
+    @contextmanager
+    def market_lock(self, say: Callable[[str], None]) -> Iterator[None]:
+        # A session lock: it outlives the build's transactions and dies with the connection.
+        (acquired,) = self._fetch("SELECT pg_try_advisory_lock(%s)", (MARKET_LOCK_KEY,))[0]
+        if not acquired:
+            say(f"waiting for another market build of the warehouse {self.location} to end")
+            self._fetch("SELECT pg_advisory_lock(%s)", (MARKET_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            self._fetch("SELECT pg_advisory_unlock(%s)", (MARKET_LOCK_KEY,))
 
     def _id_list(self, ids: list[int]) -> Any:
         return ids  # psycopg2 sends a list as an array, for `= ANY(%s)`

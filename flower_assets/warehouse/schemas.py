@@ -475,6 +475,48 @@ class CategoryPriceIndex(pa.DataFrameModel):
         }
 
 
+class RecordDigests(pa.DataFrameModel):
+    """Per auction date and category: a digest of its auction records, written with them."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date (경매일자)")
+    flower_gubn: str = pa.Field(description="Category (화훼부류)")
+    records: pl.Int64 = pa.Field(gt=0, description="Auction records of the date and category")
+    digest: str = pa.Field(
+        description="SHA-256 of the records as the market layer reads them (variety, grade, "
+        "quantity, average and total price), independent of their order"
+    )
+
+    class Config:
+        strict = True
+        unique = ["auction_date", "flower_gubn"]
+        metadata = {
+            "table": "record_digests",
+            "partition_column": "auction_date",
+            "unique": [("auction_date", "flower_gubn")],
+        }
+
+
+class MarketBuilds(pa.DataFrameModel):
+    """Per market date: the history its market rows were built from (flower_assets.market.history)."""
+
+    auction_date: pl.Date = pa.Field(description="Auction date (경매일자)")
+    history_digest: str = pa.Field(
+        description="Digest of every auction record the date's market rows depend on, as it "
+        "was when they were built; the date is stale when the records now give another"
+    )
+    run_id: str = pa.Field(description="The Dagster run that built the date")
+    built_at: pl.Datetime(time_zone="UTC") = pa.Field(description="When (UTC)")
+
+    class Config:
+        strict = True
+        unique = ["auction_date"]
+        metadata = {
+            "table": "market_builds",
+            "partition_column": "auction_date",
+            "unique": [("auction_date",)],
+        }
+
+
 @dataclass(frozen=True)
 class Table:
     """A warehouse table as its model declares it."""
@@ -519,6 +561,8 @@ WAREHOUSE_SOURCE = Table(WarehouseSource)
 DAILY_ITEM_PRICES = Table(DailyItemPrices)
 VARIETY_PRICE_CHANGES = Table(VarietyPriceChanges)
 CATEGORY_PRICE_INDEX = Table(CategoryPriceIndex)
+RECORD_DIGESTS = Table(RecordDigests)
+MARKET_BUILDS = Table(MarketBuilds)
 MARKET_TABLES: tuple[Table, ...] = (DAILY_ITEM_PRICES, VARIETY_PRICE_CHANGES, CATEGORY_PRICE_INDEX)
 TABLES: tuple[Table, ...] = (
     RAW,
@@ -533,4 +577,6 @@ TABLES: tuple[Table, ...] = (
     API_CALL_COUNTS,
     WAREHOUSE_SOURCE,
     *MARKET_TABLES,
+    RECORD_DIGESTS,
+    MARKET_BUILDS,
 )

@@ -9,11 +9,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flower_assets.defs.assets import at_api_answers, flower_auction_assets, flower_market
+from flower_assets.defs.assets import flower_auction_assets, flower_market, market_inputs
 from flower_assets.defs.checks import flower_auction_checks, market_checks
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
-from flower_assets.steps.market import dates_to_rebuild
+from flower_assets.steps.market import market_dates
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     CATEGORY_PRICE_INDEX,
@@ -75,7 +75,7 @@ def run_selection(
 ) -> dg.ExecuteInProcessResult:
     """A job of the code location's assets and checks, selected, for the dates first..last."""
     job = dg.Definitions(
-        assets=[*flower_auction_assets, at_api_answers, flower_market],
+        assets=[*flower_auction_assets, market_inputs, flower_market],
         asset_checks=[*flower_auction_checks, *market_checks],
         jobs=[dg.define_asset_job("selected", selection=selection)],
         resources=resources_for(url),
@@ -124,13 +124,13 @@ def test_a_correction_rebuilds_its_date_and_every_later_date_it_reaches(
 
         # Late settlement of 2024-05-08: 레드 특1 at 14,000 instead of 12,000.
         market.set("2024-05-08", Category.CUT_FLOWERS, rows("2024-05-08", 14_000))
-        (corrected,) = materialize(
+        materialize(
             ["2024-05-08"], warehouse_url, instance, server.url, refetch=True
         )
 
     # The records changed, the market tables not yet: their checks say so.
     with Warehouse.open(warehouse_url) as wh:
-        rebuild = dates_to_rebuild(wh, [date(2024, 5, 8)], [corrected.run_id])
+        rebuild = market_dates(wh, None, [])
     assert rebuild[0] == date(2024, 5, 8)
     assert rebuild[-1] == date(2024, 5, 13)  # every later date already built
     checks_only = build_checks(warehouse_url, instance, "2024-05-08", "2024-05-13")
