@@ -27,7 +27,7 @@ DEFAULT_START_DATE = "2018-01-01"
 # Without DAGSTER_HOME the repo-local instance of dagster.yaml lives in .dagster_home/ too.
 LOCAL_HOME = Path(".dagster_home")
 WAREHOUSE_FILE_NAME = "flower_warehouse.sqlite"
-# How dagster.yaml names the instance directory where it must name one (the event log's).
+# How dagster.yaml names the instance directory where it must name one (its SQLite storages').
 DAGSTER_HOME_VALUE = {"env": "DAGSTER_HOME"}
 
 
@@ -92,7 +92,7 @@ def local_instance_config(config: Path, home: Path) -> dict | None:
     """`config` (./dagster.yaml) for an instance in `home` while DAGSTER_HOME is unset.
 
     dagster.yaml names no directory where Dagster has a default under the instance directory,
-    and names the instance directory as `{env: DAGSTER_HOME}` where it must (the event log's).
+    and names the instance directory as `{env: DAGSTER_HOME}` where it must (its SQLite storages').
     Here `home` stands in for it. None when there is no such file: Dagster's defaults.
     """
     if not config.exists():

@@ -1,14 +1,20 @@
-"""The embedded instance's event log (dagster.yaml): pooled, tuned, and shared by every process.
+"""The embedded instance's storages (dagster.yaml): pooled, tuned, created under a lock.
 
 `PooledSqliteEventLogStorage` subclasses Dagster's consolidated SQLite event log and overrides
 private parts of it. These tests pin each private name it touches and prove, on the connections
 the storage really uses, the two things it exists for: one pooled engine per process and
 `synchronous=NORMAL`. A Dagster upgrade that moves any of it fails here instead of making
 a year's backfill about twice as slow without a word.
+
+All three SQLite storages (runs, event log, schedules) open their files under the instance's
+creation lock. The tests at the end pin the Dagster names that relies on and prove that every
+storage file is created while the lock is held, so that an upgrade which moves Dagster's
+creation code out of reach fails here, not as a corrupted instance (test_instance_first_use.py).
 """
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import os
 import shutil
@@ -16,13 +22,22 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from flower_assets.instance_storage import PooledSqliteEventLogStorage
+from flower_assets import instance_storage
+from flower_assets.instance_storage import (
+    EVENT_LOG_DB,
+    RUNS_DB,
+    SCHEDULES_DB,
+    LockedSqliteRunStorage,
+    LockedSqliteScheduleStorage,
+    PooledSqliteEventLogStorage,
+)
 
 from .conftest import REPO
 
@@ -58,6 +73,7 @@ def test_the_private_dagster_names_it_relies_on_are_still_there(instance) -> Non
     db_file = Path(storage.get_db_path()).resolve()
     assert storage._conn_string == f"sqlite:///{db_file}"
     assert db_file.parent == Path(os.environ["DAGSTER_HOME"]).resolve()
+    assert db_file == Path(os.environ["DAGSTER_HOME"], *EVENT_LOG_DB).resolve()
 
 
 @dg.asset(partitions_def=dg.DailyPartitionsDefinition("2024-05-01"))
@@ -169,3 +185,74 @@ def test_events_one_instance_writes_are_read_by_another_process(instance) -> Non
         "2024-05-10",
         "2024-05-11",
     }
+
+
+def _db_files(root: Path) -> set[Path]:
+    return {path.relative_to(root) for path in root.rglob("*.db")}
+
+
+def test_the_locked_storages_are_dagsters_own_in_its_default_places(
+    instance, tmp_path_factory
+) -> None:
+    # The imports and the bases: Dagster's SQLite run and schedule storages, subclassed.
+    from dagster._core.storage.runs import SqliteRunStorage
+    from dagster._core.storage.schedules import SqliteScheduleStorage
+
+    assert LockedSqliteRunStorage.__bases__ == (SqliteRunStorage,)
+    assert LockedSqliteScheduleStorage.__bases__ == (SqliteScheduleStorage,)
+    assert type(instance.run_storage) is LockedSqliteRunStorage
+    assert type(instance.schedule_storage) is LockedSqliteScheduleStorage
+    # `from_local(base_dir, inst_data)` creates the storage; the subclasses call it under the lock.
+    for base in (SqliteRunStorage, SqliteScheduleStorage):
+        assert list(inspect.signature(base.from_local).parameters) == ["base_dir", "inst_data"]
+    # A run worker opens the instance from its ref: the same classes, the same files.
+    with dg.DagsterInstance.from_ref(instance.get_ref()) as again:
+        assert type(again.run_storage) is LockedSqliteRunStorage
+        assert type(again.schedule_storage) is LockedSqliteScheduleStorage
+    # runs.db and schedules.db lie where Dagster keeps them without any storage configured.
+    home, elsewhere = Path(os.environ["DAGSTER_HOME"]), tmp_path_factory.mktemp("defaults")
+    with dg.DagsterInstance.local_temp(str(elsewhere)):
+        pass
+    ours, defaults = _db_files(home), _db_files(elsewhere)
+    for db in (RUNS_DB, SCHEDULES_DB):
+        assert Path(*db) in ours & defaults, (sorted(ours), sorted(defaults))
+    assert Path(*EVENT_LOG_DB) in ours
+
+
+def test_the_damage_checks_read_dagsters_revision_and_tables(instance) -> None:
+    # `head_revision`: Dagster's `get_alembic_config` and the run storage module's alembic.ini.
+    head = instance_storage.head_revision()
+    assert instance.run_storage.alembic_version() == (head, head)
+    assert instance.schedule_storage.alembic_version() == (head, head)
+    # `_event_log_tables`: Dagster's `SqlEventLogStorageMetadata`, the tables of a new event log.
+    with sqlite3.connect(instance.event_log_storage.get_db_path()) as check:
+        found = {name for (name,) in check.execute("SELECT name FROM sqlite_master")}
+    tables = instance_storage._event_log_tables()
+    assert "event_logs" in tables and tables <= found
+
+
+def test_every_storage_file_is_created_while_the_lock_is_held(home, monkeypatch) -> None:
+    """Open a new instance; watch which storage files exist when each lock is taken and released."""
+    locked = instance_storage.creating
+    windows: list[tuple[set[Path], set[Path]]] = []
+
+    @contextmanager
+    def watched(instance_dir: str) -> Iterator[None]:
+        with locked(instance_dir):
+            before = _db_files(home)
+            yield
+            windows.append((before, _db_files(home)))
+
+    monkeypatch.setattr(instance_storage, "creating", watched)
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("blooms"))
+        assert instance.get_runs() == [] and instance.all_instigator_state() == []
+
+    files = {Path(*db) for db in (RUNS_DB, EVENT_LOG_DB, SCHEDULES_DB)}
+    assert _db_files(home) == files
+    # One lock per storage; each file appeared inside one of them, none between them.
+    assert len(windows) == 3
+    created = [after - before for before, after in windows]
+    assert sorted(map(sorted, created)) == sorted([p] for p in files)
+    assert windows[0][0] == set()
+    assert all(windows[i][1] == windows[i + 1][0] for i in range(2))
