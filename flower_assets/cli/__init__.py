@@ -356,7 +356,8 @@ def _write_report(instance: dg.DagsterInstance) -> str | None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from flower_assets.steps.market import report_html
+    from flower_assets.market.coverage import NothingLoaded
+    from flower_assets.steps.market import build_report
     from flower_assets.warehouse.database import Warehouse
     from flower_assets.warehouse.migrate import SchemaNotCurrent
 
@@ -364,12 +365,18 @@ def _report(args: argparse.Namespace) -> int:
         check_settings()
         check_dates(args.start, args.end)
         with Warehouse.open(settings.database_url()) as warehouse:
-            html = report_html(warehouse, args.start, args.end)
-    except (Refused, SchemaNotCurrent, ConnectionError) as exc:
+            report = build_report(warehouse, args.start, args.end)
+    except (Refused, SchemaNotCurrent, ConnectionError, NothingLoaded) as exc:
+        # NothingLoaded: no date of the range is loaded, as the market_report asset refuses.
         print(f"flower-assets report: {exc}", file=sys.stderr)
         return 2
-    args.out.write_text(html, encoding="utf-8")
+    args.out.write_text(report.html, encoding="utf-8")
     print(f"Market report of {_dates(args.start, args.end)}: {args.out.resolve()}")
+    if not report.coverage.complete:
+        print(
+            f"Not every date is loaded ({report.coverage.text}): the report names the dates "
+            "not loaded and counts none of them as a day without an auction."
+        )
     return 0
 
 

@@ -12,6 +12,10 @@ nothing is fetched (no CDN, no web font, no link). It shows
     shown when the period holds May 8), each with two weeks either side, the peak shaded; a
     note when the period covers neither.
 
+Dates the warehouse has not loaded (`coverage.Coverage`) are unknown, never closed days: the
+header names them in ranges, the risers and fallers compare the loaded dates' first and last
+fortnights, and the weekday and seasonal sections count and name only loaded dates.
+
 Risers and fallers (`movers`): variety-and-grade pairs ranked by the change of their
 quantity-weighted average price, Σ(avg_price × quantity) / Σ quantity rounded half up to whole
 won, from the period's first fortnight (first … first+13) to its last (last−13 … last); for a
@@ -41,6 +45,7 @@ from importlib import resources
 
 import polars as pl
 
+from flower_assets.market.coverage import Coverage, NothingLoaded, runs_text
 from flower_assets.market.prices import won
 from flower_assets.source.categories import Category
 
@@ -294,6 +299,39 @@ def _aligned(frame: pl.DataFrame, labels: list[str], column: str) -> list:
 # Sections
 
 
+def _coverage(coverage: Coverage, auction_dates: int) -> str:
+    """Which dates are loaded: a date not loaded is unknown, never a day without an auction."""
+    quiet = len(coverage.loaded) - auction_dates
+    if coverage.complete:
+        text = (
+            f'<p class="coverage" id="coverage">Every date of the period is loaded: '
+            f"{auction_dates:,} auction dates, {quiet:,} without an auction.</p>"
+        )
+    else:
+        missing = len(coverage.not_loaded)
+        said = coverage.text[:1].upper() + coverage.text[1:]
+        text = (
+            f'<p class="coverage partial" id="coverage"><b>{_esc(said)}.</b> Of the '
+            f"{len(coverage.loaded):,} loaded dates, {auction_dates:,} auction dates and "
+            f"{quiet:,} without an auction; the {missing:,} dates not loaded are unknown, not "
+            "closed days: no section below counts them.</p>"
+        )
+    notes = [
+        (coverage.held_back, "Not loaded: a blocking check held back their stored answers"),
+        (
+            coverage.unbuilt,
+            "Not loaded: auction records without market tables (run flower_market_job for them)",
+        ),
+        (
+            coverage.superseded,
+            "Loaded, but their newest answers are blocked by a check: the "
+            "report shows the answers loaded before",
+        ),
+    ]
+    items = "".join(f"<li>{note}: {runs_text(days)}.</li>" for days, note in notes if days)
+    return text + (f'<ul class="coverage">{items}</ul>' if items else "")
+
+
 def _summary(index: pl.DataFrame, prices: pl.DataFrame, categories: list[str]) -> str:
     rows = []
     for category in categories:
@@ -324,9 +362,19 @@ def _summary(index: pl.DataFrame, prices: pl.DataFrame, categories: list[str]) -
     )
 
 
-def _index_section(index: pl.DataFrame, categories: list[str], charts: list[dict]) -> str:
+def _index_section(
+    index: pl.DataFrame, categories: list[str], charts: list[dict], coverage: Coverage
+) -> str:
     if index.is_empty():
         return '<p class="note">No index values for this period.</p>'
+    first, last = min(index["auction_date"]), max(index["auction_date"])
+    holes = coverage.not_loaded_in(first, last)
+    gaps = (
+        f'<p class="note not-loaded">Not loaded, so without a point: {runs_text(holes)}. '
+        "The lines join the loaded dates either side.</p>"
+        if holes
+        else ""
+    )
     labels = sorted({d.isoformat() for d in index["auction_date"].to_list()})
     datasets, rows = [], []
     for category in categories:
@@ -362,28 +410,44 @@ def _index_section(index: pl.DataFrame, categories: list[str], charts: list[dict
             ]
         )
     charts.append({"id": "chart-index", "kind": "index", "labels": labels, "datasets": datasets})
-    return _canvas("chart-index", 380, "Category price indices") + _table(
-        [
-            "Category",
-            "Auction dates",
-            "Index at the end",
-            "Highest (date)",
-            "Lowest (date)",
-            "Matched pairs per date",
-            "Quantity share",
-        ],
-        rows,
-        'class="numbers" id="index-table"',
+    return (
+        _canvas("chart-index", 380, "Category price indices")
+        + gaps
+        + _table(
+            [
+                "Category",
+                "Auction dates",
+                "Index at the end",
+                "Highest (date)",
+                "Lowest (date)",
+                "Matched pairs per date",
+                "Quantity share",
+            ],
+            rows,
+            'class="numbers" id="index-table"',
+        )
     )
 
 
-def _movers_section(table: pl.DataFrame, categories: list[str], first: date, last: date) -> str:
+def _movers_section(
+    table: pl.DataFrame, categories: list[str], first: date, last: date, coverage: Coverage
+) -> str:
+    """`first`..`last`: the loaded dates' span (the whole period when every date is loaded)."""
     windows = mover_windows(first, last)
     if windows is None:
-        return '<p class="note">The period is one day: there is nothing to compare.</p>'
+        what = "The period is one day" if coverage.complete else "One date is loaded"
+        return f'<p class="note">{what}: there is nothing to compare.</p>'
     (s0, s1), (e0, e1) = windows
+    loaded = ""
+    if not coverage.complete:
+        holes = coverage.not_loaded_in(s0, s1) + coverage.not_loaded_in(e0, e1)
+        loaded = (
+            f"These are the first and last fortnights of the loaded dates ({first} – {last}), "
+            "not of the whole period. "
+            + (f"Not loaded in them, and left out: {runs_text(holes)}. " if holes else "")
+        )
     parts = [
-        f'<p class="rule">Compared: <b>{s0} – {s1}</b> with <b>{e0} – {e1}</b>. '
+        f'<p class="rule">Compared: <b>{s0} – {s1}</b> with <b>{e0} – {e1}</b>. {loaded}'
         "Each variety and grade's price in a fortnight is its quantity-weighted average price "
         "(Σ average price × quantity ÷ Σ quantity, whole won). A pair is ranked only if it "
         "traded in both fortnights and, in each, its quantity is at least the median of its "
@@ -433,9 +497,16 @@ def _movers_section(table: pl.DataFrame, categories: list[str], first: date, las
     return "".join(parts)
 
 
-def _weekday_section(prices: pl.DataFrame, categories: list[str], charts: list[dict]) -> str:
+def _weekday_section(
+    prices: pl.DataFrame, categories: list[str], charts: list[dict], coverage: Coverage
+) -> str:
     if prices.is_empty():
-        return '<p class="note">No trades in this period.</p>'
+        if coverage.complete:
+            return '<p class="note">No trades in this period.</p>'
+        return (
+            f'<p class="note">No trades on the {len(coverage.loaded):,} loaded dates: none had an '
+            "auction. The dates not loaded are unknown.</p>"
+        )
     by_day = (
         prices.with_columns(pl.col("auction_date").dt.weekday().alias("weekday"))
         .group_by("flower_gubn", "weekday")
@@ -475,6 +546,13 @@ def _weekday_section(prices: pl.DataFrame, categories: list[str], charts: list[d
                 for q, n in zip(quantity, dates, strict=True)
             ]
         )
+    if not coverage.complete:
+        # Only loaded dates count; say how many of each weekday that is.
+        of_period = [sum(d.isoweekday() == w for d in coverage.days) for w in shown]
+        loaded = [sum(d.isoweekday() == w for d in coverage.loaded) for w in shown]
+        rows.append(
+            ["Dates loaded"] + [f"{n:,} of {m:,}" for n, m in zip(loaded, of_period, strict=True)]
+        )
     return f'<div class="grid">{"".join(grid)}</div>' + _table(
         ["Category", *labels], rows, 'class="numbers" id="weekday-table"'
     )
@@ -487,6 +565,7 @@ def _season_section(
     first: date,
     last: date,
     charts: list[dict],
+    coverage: Coverage,
 ) -> str:
     peaks = seasonal_windows(first, last)
     if not peaks:
@@ -518,14 +597,28 @@ def _season_section(
             if peak.partial
             else ""
         )
+        missing = coverage.not_loaded_in(peak.start, peak.end)
+        unknown = (
+            f' <span class="not-loaded">Not loaded in this window, and left out (unknown, not '
+            f"closed): {runs_text(missing)}.</span>"
+            if missing
+            else ""
+        )
         parts.append(
             f'<section class="peak" id="{peak.key}"><h3>{_esc(peak.title)}</h3>'
             f'<p class="note">Shown: {peak.start} – {peak.end}, the peak '
             f"<b>{peak.peak_start} – {peak.peak_end}</b> shaded and two weeks either side."
-            f"{clipped}</p>"
+            f"{clipped}{unknown}</p>"
         )
+        if not coverage.loaded_in(peak.start, peak.end):
+            parts.append(
+                '<p class="note not-loaded">No date of this window is loaded: whether the '
+                "market traded is unknown.</p></section>"
+            )
+            continue
         if not days:
-            parts.append('<p class="note">No auction in this window.</p></section>')
+            where = "on the loaded dates of this window" if missing else "in this window"
+            parts.append(f'<p class="note">No auction {where}.</p></section>')
             continue
         volume, lines, rows = [], [], []
         for category in categories:
@@ -557,7 +650,7 @@ def _season_section(
                     }
                 )
             if own_prices.height or own_index.height:
-                rows.append(_peak_row(category, peak, daily, own_index, at_peak))
+                rows.append(_peak_row(category, peak, daily, own_index, at_peak, coverage))
         volume_id, index_id = f"chart-{peak.key}-volume", f"chart-{peak.key}-index"
         common = {"labels": shown, "singleYear": single_year, "shade": peak_days}
         charts.append({"id": volume_id, "kind": "season-volume", "datasets": volume, **common})
@@ -587,9 +680,17 @@ def _season_section(
 
 
 def _peak_row(
-    category: str, peak: Peak, daily: pl.DataFrame, window_index: pl.DataFrame, at_peak: pl.Expr
+    category: str,
+    peak: Peak,
+    daily: pl.DataFrame,
+    window_index: pl.DataFrame,
+    at_peak: pl.Expr,
+    coverage: Coverage,
 ) -> list[str]:
-    """Volume at the peak against the rest of the period; the index just before, at, after."""
+    """Volume at the peak against the rest of the period; the index just before, at, after.
+
+    Only loaded dates count: a peak none of whose dates is loaded is "not loaded", never 0.
+    """
     own = daily.filter(pl.col("flower_gubn") == category)
     peak_quantity, rest_quantity = own.filter(at_peak)["quantity"], own.filter(~at_peak)["quantity"]
     peak_mean = peak_quantity.mean() if peak_quantity.len() else None
@@ -605,9 +706,24 @@ def _peak_row(
         (row,) = frame.iter_rows(named=True)
         return f"{_dec(row['value'])} ({row['auction_date']:%m-%d})"
 
+    peak_days = (peak.peak_end - peak.peak_start).days + 1
+    loaded = len(coverage.loaded_in(peak.peak_start, peak.peak_end))
+    if not loaded:
+        unknown = '<span class="not-loaded">not loaded</span>'
+        return [
+            _esc(_label(category)),
+            unknown,
+            unknown,
+            _int(rest_mean),
+            "–",
+            value(before),
+            unknown,
+            value(after),
+        ]
+    partly = f"<small>{loaded} of {peak_days} dates loaded</small>" if loaded < peak_days else ""
     return [
         _esc(_label(category)),
-        _int(peak_quantity.len()),
+        _int(peak_quantity.len()) + partly,
         _int(peak_mean),
         _int(rest_mean),
         _pct(peak_mean / rest_mean * 100 - 100) if peak_mean and rest_mean else "–",
@@ -617,7 +733,8 @@ def _peak_row(
     ]
 
 
-def _how_to_read(first: date, last: date) -> str:
+def _how_to_read(first: date, last: date, coverage: Coverage) -> str:
+    base = "first auction date" if coverage.complete else "first loaded auction date"
     return f"""
 <ul>
 <li><b>Category price index</b>: a chained Törnqvist index per category. On each auction date
@@ -625,7 +742,7 @@ it compares the <i>matched pairs</i> (varieties and grades that traded on both t
 the category's previous auction date, with a positive price): the chain link is
 Σ ½(w<sub>before</sub> + w<sub>today</sub>) · ln(p<sub>today</sub> / p<sub>before</sub>), w being a
 pair's share of the matched pairs' traded value on each date. The links are chained; here the
-chain is rebased to <b>100 on each category's first auction date in {first} – {last}</b>, so
+chain is rebased to <b>100 on each category's {base} in {first} – {last}</b>, so
 120 means prices 20% above that day for like-for-like varieties and grades. The <i>quantity
 share</i> is the matched pairs' quantity over the category's whole quantity that date: a low
 share means the link rests on few of the day's trades. Both show in the chart's tooltips.</li>
@@ -633,6 +750,10 @@ share means the link rests on few of the day's trades. Both show in the chart's 
 Quantities are bundles (속) for cut flowers (절화) and pots (분) for foliage (관엽), orchids
 (난) and Korean spring orchids (춘란); the units differ, so quantities are never added across
 categories.</li>
+<li><b>Loaded, not loaded</b>: a date is loaded when the warehouse holds its auction answer in
+its auction records and market tables; a loaded date without trades had no auction. A date not
+loaded (never fetched, held back by a blocking check, or not yet built into the market tables)
+is unknown, not a closed day: the header names such dates, and no section counts them.</li>
 <li><b>Risers and fallers</b>: the rule stands above the tables.</li>
 <li><b>Volume by weekday</b>: each category's traded quantity over the period, summed by
 weekday; the table adds the mean per auction date. The market auctions each category on its
@@ -669,6 +790,11 @@ table.movers td:nth-child(-n+4) { text-align: left; }
 table.movers td:first-child { text-align: right; width: 1.5em; }
 td small { display: block; color: #868e96; font-size: 11px; }
 section.peak { margin-top: 10px; }
+p.coverage { margin: 6px 0 10px; }
+p.coverage.partial, ul.coverage { background: #fff4e6; border-left: 4px solid #f08c00;
+  padding: 6px 10px; }
+ul.coverage { margin: -10px 0 10px; padding-left: 28px; color: #495057; }
+.not-loaded { color: #d9480f; }
 footer { margin-top: 40px; color: #868e96; font-size: 12px; }
 @media (max-width: 900px) { .grid, .pair { grid-template-columns: minmax(0, 1fr); } }
 @media print { .chart { break-inside: avoid; } body { max-width: none; } }
@@ -801,15 +927,28 @@ def render_report(
     variety_changes: pl.DataFrame,
     first: date,
     last: date,
+    coverage: Coverage | None = None,
 ) -> str:
     """The whole HTML document of the market report for the auction dates first..last.
 
     `index`: `price_index.index_values(chain_links(...))`; `item_prices`:
     `prices.daily_item_prices`; `variety_changes`: `prices.variety_price_changes`. Rows outside
-    first..last are ignored.
+    first..last are ignored. `coverage`: which dates are loaded (`coverage.report_coverage`);
+    None: every date. Raises `NothingLoaded` when none is.
     """
     if last < first:
         raise ValueError(f"the report's last date {last} is before its first {first}")
+    coverage = coverage or Coverage.everything(first, last)
+    if (coverage.first, coverage.last) != (first, last):
+        raise ValueError(f"coverage of {coverage.first}…{coverage.last}, not {first}…{last}")
+    if coverage.span is None:
+        raise NothingLoaded(
+            f"{first} … {last} is not loaded: no date of it is in the warehouse's auction "
+            "records and market tables (never fetched, or held back by a blocking check), so "
+            "the report could only say what it does not know; load some of them first "
+            "(flower-assets materialize)"
+        )
+    span_first, span_last = coverage.span
     period = pl.col("auction_date").is_between(first, last)
     index = rebased_index(index, first, last)
     item_prices = item_prices.filter(period)
@@ -817,23 +956,29 @@ def render_report(
     categories = _categories(index, item_prices, variety_changes)
     charts: list[dict] = []
     sections = [
-        ("index", "Category price indices", _index_section(index, categories, charts)),
+        ("index", "Category price indices", _index_section(index, categories, charts, coverage)),
         (
             "movers",
             "Top risers and fallers",
-            _movers_section(movers(variety_changes, first, last), categories, first, last),
+            _movers_section(
+                movers(variety_changes, span_first, span_last),
+                categories,
+                span_first,
+                span_last,
+                coverage,
+            ),
         ),
         (
             "weekday",
             "Traded quantity by weekday",
-            _weekday_section(item_prices, categories, charts),
+            _weekday_section(item_prices, categories, charts, coverage),
         ),
         (
             "season",
             "Seasonal view: Parents' Day and graduation",
-            _season_section(index, item_prices, categories, first, last, charts),
+            _season_section(index, item_prices, categories, first, last, charts, coverage),
         ),
-        ("how-to-read", "How to read this", _how_to_read(first, last)),
+        ("how-to-read", "How to read this", _how_to_read(first, last, coverage)),
     ]
     data = {
         "charts": charts,
@@ -859,9 +1004,10 @@ def render_report(
 <body>
 <header>
 <h1>{_esc(title)}</h1>
-<p class="lead">aT Yangjae flower market (양재 화훼공판장): {dates:,} auction dates from {first} to
-{last}, all four categories: 절화 cut flowers, 관엽 foliage, 난 orchids, 춘란 Korean spring
-orchids.</p>
+<p class="lead">aT Yangjae flower market (양재 화훼공판장): {dates:,} auction dates
+{"from" if coverage.complete else "in the loaded part of"} {first} to {last}, all four
+categories: 절화 cut flowers, 관엽 foliage, 난 orchids, 춘란 Korean spring orchids.</p>
+{_coverage(coverage, dates)}
 {_summary(index, item_prices, categories)}
 </header>
 {body}

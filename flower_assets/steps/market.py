@@ -17,6 +17,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from flower_assets.market.coverage import Coverage, report_coverage
 from flower_assets.market.history import history_digests, stale_dates
 from flower_assets.market.price_index import chain_links, index_values
 from flower_assets.market.prices import (
@@ -29,8 +30,10 @@ from flower_assets.market.report import render_report
 from flower_assets.source.categories import Category
 from flower_assets.steps.batch_logs import now
 from flower_assets.steps.report import DateReport, dates_between
+from flower_assets.transform import unchanged
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
+    BIDDING,
     CATEGORY_PRICE_INDEX,
     DAILY_ITEM_PRICES,
     MARKET_BUILDS,
@@ -203,12 +206,40 @@ class MarketStep:
 REPORT_DAYS = 366
 
 
-def report_html(wh: Warehouse, first: date, last: date) -> str:
-    """The market report of auction dates first..last, from the stored market tables."""
+@dataclass(frozen=True)
+class Report:
+    html: str
+    coverage: Coverage  # which dates of its period are loaded
+
+
+def build_report(wh: Warehouse, first: date, last: date) -> Report:
+    """The market report of auction dates first..last, from the stored market tables.
+
+    Dates not loaded (`market.coverage`, judged from the batch logs) are named, never taken for
+    days without an auction; raises `NothingLoaded` when no date of the period is loaded.
+    """
     index = wh.read_range(CATEGORY_PRICE_INDEX, first, last, CATEGORY_PRICE_INDEX.columns)
     items = wh.read_range(DAILY_ITEM_PRICES, first, last, DAILY_ITEM_PRICES.columns)
     changes = wh.read_range(VARIETY_PRICE_CHANGES, first, last, VARIETY_PRICE_CHANGES.columns)
-    return render_report(index, items, changes, first, last)
+    uploads, processes = wh.batch_logs(first, last)
+    processed = unchanged.processed(processes, BIDDING.name)
+    built = set(items["auction_date"])
+    # Records matter only where the market tables hold nothing: no auction, or not built yet.
+    # Those dates are few (Sundays, holidays), each one indexed look-up.
+    records = {
+        day
+        for day in processed
+        if first <= day <= last and day not in built and wh.read_partition(BIDDING, day).height
+    }
+    coverage = report_coverage(
+        first, last, unchanged.stored_raw(uploads), processed, records, built
+    )
+    return Report(render_report(index, items, changes, first, last, coverage), coverage)
+
+
+def report_html(wh: Warehouse, first: date, last: date) -> str:
+    """The market report's HTML (`build_report`)."""
+    return build_report(wh, first, last).html
 
 
 def latest_report_period(wh: Warehouse) -> tuple[date, date] | None:

@@ -373,3 +373,49 @@ def test_a_range_stops_at_the_first_failed_chunk_and_says_why(
     assert "2024-09-01 is outside it" in report, report
     assert "sample mode serves only the auction dates 2024-02-01 to 2024-08-31" in report, report
     assert "Stopped: 2024-09-04 to 2024-09-05, 2 dates not attempted." in captured.err
+
+
+def report(cli, first: str, last: str, out: Path) -> int:
+    return cli.main(["report", "--from", first, "--to", last, "--out", str(out)])
+
+
+def test_report_refuses_a_range_of_an_empty_warehouse(in_process_cli, capsys, tmp_path):
+    cli, _ = in_process_cli
+    out = tmp_path / "report.html"
+    assert report(cli, "2024-04-01", "2024-04-30", out) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("flower-assets report: ") and "not loaded" in lines[0], lines
+    assert "2024-04-01 … 2024-04-30" in lines[0], lines
+    assert not out.exists()  # never "0 auction dates … No trades in this period"
+
+
+def test_report_says_which_part_of_a_range_is_loaded_and_refuses_a_range_never_loaded(
+    in_process_cli, capsys, tmp_path
+):
+    cli, _ = in_process_cli
+    # Sunday 2024-04-28 (no auction) … Wednesday 2024-05-01.
+    assert cli.main(["materialize", "--from", "2024-04-28", "--to", "2024-05-01"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "report.html"
+    # A month before anything was loaded, and one after: refused, not "no trades".
+    for first, last in (("2023-01-01", "2023-01-31"), ("2024-06-01", "2024-06-30")):
+        assert report(cli, first, last, out) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and f"{first} … {last}" in lines[0], lines
+        assert "not loaded" in lines[0], lines
+        assert not out.exists()
+
+    assert report(cli, "2024-04-26", "2024-05-06", out) == 0
+    said = capsys.readouterr().out
+    assert "loaded: 2024-04-28 … 2024-05-01" in said, said
+    assert "not loaded: 2024-04-26 … 2024-04-27, 2024-05-02 … 2024-05-06" in said, said
+    page = out.read_text()
+    header = page[page.index("<header>") : page.index("</header>")]
+    assert (
+        "Loaded: 2024-04-28 … 2024-05-01; not loaded: 2024-04-26 … 2024-04-27, "
+        "2024-05-02 … 2024-05-06" in header
+    ), header
+    # The Sunday is loaded and had no auction; the dates not loaded are not closed days.
+    assert "3 auction dates" in header and "1 without an auction" in header, header
+    assert "7 dates not loaded" in header, header

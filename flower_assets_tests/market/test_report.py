@@ -9,6 +9,7 @@ tables hold the expected rows and that the Korean names are on the page. Chromiu
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from flower_assets.market.coverage import Coverage, NothingLoaded
 from flower_assets.market.price_index import chain_links, index_values
 from flower_assets.market.prices import RECORD_COLUMNS, daily_item_prices, variety_price_changes
 from flower_assets.market.report import (
@@ -242,6 +244,69 @@ def test_a_period_without_trades_renders_notes_instead_of_charts():
 
 
 # ---------------------------------------------------------------------------------------------
+# Dates not loaded: named, never taken for days without an auction
+
+LOADED = (date(2024, 3, 1), date(2024, 4, 30))  # of FIRST … LAST; February and May not loaded
+
+
+def partly_loaded() -> tuple[str, Coverage]:
+    """The report of FIRST … LAST when the warehouse holds only March and April."""
+    records = crafted_records().filter(pl.col("auction_date").is_between(*LOADED))
+    days = [LOADED[0] + timedelta(days=n) for n in range((LOADED[1] - LOADED[0]).days + 1)]
+    coverage = Coverage(FIRST, LAST, frozenset(days))
+    return render_report(*report_frames(records, *LOADED), FIRST, LAST, coverage), coverage
+
+
+def test_a_partly_loaded_report_names_the_dates_it_does_not_know():
+    page, coverage = partly_loaded()
+    header = page[page.index("<header>") : page.index("</header>")]
+    assert (
+        "Loaded: 2024-03-01 … 2024-04-30; not loaded: 2024-02-01 … 2024-02-29, "
+        "2024-05-01 … 2024-05-31" in header
+    )
+    auction_dates = crafted_records().filter(pl.col("auction_date").is_between(*LOADED))
+    n = auction_dates["auction_date"].n_unique()
+    assert f"Of the 61 loaded dates, {n} auction dates and {61 - n} without an auction" in header
+    assert "the 60 dates not loaded are unknown, not closed days" in header
+    # Risers and fallers compare the loaded dates' fortnights, not two months of nothing.
+    assert "Compared: <b>2024-03-01 – 2024-03-14</b> with <b>2024-04-17 – 2024-04-30</b>" in page
+    assert "first and last fortnights of the loaded dates (2024-03-01 – 2024-04-30)" in page
+    # Each seasonal window names its dates not loaded; none is called closed.
+    assert "left out (unknown, not closed): 2024-02-01 … 2024-02-29." in page
+    assert "left out (unknown, not closed): 2024-05-01 … 2024-05-22." in page
+    assert "No auction in this window." not in page
+    # The weekday table says how many of each weekday are loaded (Mondays: 9 of 17).
+    mondays = sum(d.weekday() == 0 for d in coverage.loaded)
+    assert (mondays, sum(d.weekday() == 0 for d in coverage.days)) == (9, 17)
+    assert "<td>Dates loaded</td><td>9 of 17</td>" in page
+    # Neither peak is loaded: its cells say so, never "0 auction dates at the peak".
+    peaks = page[page.index('id="season"') :]
+    # Three cells a row: 4 categories at graduation, 3 at Parents' Day (춘란 trades on 04-12).
+    assert peaks.count('<td><span class="not-loaded">not loaded</span></td>') == 3 * (4 + 3)
+    assert "<td>0</td>" not in peaks
+
+
+def test_a_window_without_a_loaded_date_is_unknown_and_nothing_loaded_is_refused():
+    first, last = date(2024, 4, 1), date(2024, 5, 31)
+    loaded = (date(2024, 4, 1), date(2024, 4, 10))
+    records = crafted_records().filter(pl.col("auction_date").is_between(*loaded))
+    days = [loaded[0] + timedelta(days=n) for n in range(10)]
+    page = render_report(
+        *report_frames(records, *loaded), first, last, Coverage(first, last, frozenset(days))
+    )
+    assert "No date of this window is loaded: whether the market traded is unknown." in page
+    nothing = Coverage(first, last, frozenset())
+    with pytest.raises(NothingLoaded, match="2024-04-01 … 2024-05-31 is not loaded"):
+        render_report(*report_frames(records, *loaded), first, last, nothing)
+    # Loaded dates without a trade are days without an auction, and said to be.
+    quiet = Coverage(first, last, frozenset([date(2024, 4, 7)]))  # a Sunday
+    empty = report_frames(pl.DataFrame(schema=RECORD_COLUMNS), first, last)
+    page = render_report(*empty, first, last, quiet)
+    assert "No trades on the 1 loaded dates: none had an auction." in page
+    assert "Of the 1 loaded dates, 0 auction dates and 1 without an auction" in page
+
+
+# ---------------------------------------------------------------------------------------------
 # The page in Chromium
 
 CHARTS_JS = """() => Array.from(document.querySelectorAll('canvas')).map((canvas) => {
@@ -400,3 +465,40 @@ def test_the_report_renders_every_chart_offline_in_chromium(rendered: Path):
         "How to read this",
     ):
         assert word in body, word
+
+
+def test_a_partly_loaded_report_in_chromium_shows_what_it_does_not_know(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    page_html, _ = partly_loaded()
+    path = tmp_path / "partly_loaded.html"
+    path.write_text(page_html, encoding="utf-8")
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.as_uri(), wait_until="load")
+            charts = {c["id"]: c for c in page.evaluate(CHARTS_JS)}
+            said = page.inner_text("#coverage")
+            box = page.locator("#coverage").bounding_box()
+            weekday = table_rows(page, "#weekday-table")
+            notes = page.inner_text("#season")
+            if shots := os.environ.get("FLOWER_REPORT_SCREENSHOT"):  # to look at it by eye
+                page.screenshot(path=shots, full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert said.startswith(
+        "Loaded: 2024-03-01 … 2024-04-30; not loaded: 2024-02-01 … 2024-02-29, "
+        "2024-05-01 … 2024-05-31."
+    ), said
+    assert box and box["width"] > 600 and box["height"] > 20  # on the page, not hidden
+    assert weekday[-1][0] == "Dates loaded" and weekday[-1][1] == "9 of 17", weekday[-1]
+    assert notes.count("unknown, not closed") == 2
+    # Every chart is drawn, from the loaded dates only.
+    assert charts and all(c["chart"] and c["painted"] > 1000 for c in charts.values()), charts
+    labels = charts["chart-index"]["labelList"]
+    assert min(labels) >= "2024-03-01" and max(labels) <= "2024-04-30"
