@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -215,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("Stopped while waiting for the pool; nothing was started.", file=sys.stderr)
             return 130
-        _run_chunks(instance, AUCTION_JOB, chunks, stop_early=_quota_stop)
+        _run_chunks(instance, AUCTION_JOB, chunks, stop_early=_key_refused)
         # The market tables of these dates and of every date whose history changed, whoever
         # changed it (another run may load dates meanwhile: then build again).
         market_ok = _build_market(instance, asked, size)
@@ -246,9 +247,13 @@ def _not_loaded(days: list[date]) -> dict[date, str]:
         return not_loaded(days, *warehouse.batch_logs(days[0], days[-1]))
 
 
-def _quota_stop(days: list[date]) -> bool:
-    """The key's daily quota stopped the run: no later run could fetch anything today."""
-    return any("QuotaExceeded" in cause for cause in _not_loaded(days).values())
+def _key_refused(days: list[date]) -> bool:
+    """The service refused the key (quota used up, key wrong): no later run could fetch today."""
+    return any(KEY_REFUSAL.search(cause) for cause in _not_loaded(days).values())
+
+
+# How a refusal of the key reads in a date's cause (flower_assets.source.errors.refuses_the_key).
+KEY_REFUSAL = re.compile(r"QuotaExceeded|KeyRefused|ApiRejectedRequest: .*resultCd [123]:")
 
 
 def _print_summary(asked: list[date], failed: dict[date, str]) -> None:
@@ -279,6 +284,13 @@ def _build_market(instance: dg.DagsterInstance, asked: list[date], size: int) ->
             dates = market_dates(warehouse, base, asked if attempt == 0 else [])
         if not dates:
             return True
+        if attempt and (loading := _other_auction_runs(instance)):
+            print(
+                f"Auction dates changed meanwhile; {loading} is still loading dates and builds "
+                "the market tables they reach when it ends.",
+                flush=True,
+            )
+            return True
         market = date_chunks(dates[0], dates[-1], size)
         again = " again: another run changed auction records meanwhile" if attempt else ""
         print(
@@ -295,6 +307,23 @@ def _build_market(instance: dg.DagsterInstance, asked: list[date], size: int) ->
         file=sys.stderr,
     )
     return False
+
+
+def _other_auction_runs(instance: dg.DagsterInstance) -> str | None:
+    """Another command's auction run still under way, described; None if there is none."""
+    runs.release_dead_runs(instance)
+    active = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=AUCTION_JOB,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        ),
+        limit=1,
+    )
+    return runs.describe(instance, active[0].run_id) if active else None
 
 
 # Market builds in a row after which the CLI leaves stale dates to the next command.
@@ -330,7 +359,7 @@ def _run_chunks(
         if stop_early is not None and stop_early(dates_between(first, last)):
             if last < chunks[-1][1]:
                 print(
-                    f"Stopped: the key's daily quota is used up; "
+                    "Stopped: the service refused the key (see the causes below); "
                     f"{_dates(last + timedelta(days=1), chunks[-1][1])} not attempted.",
                     file=sys.stderr,
                 )

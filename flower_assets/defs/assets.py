@@ -33,7 +33,13 @@ from flower_assets.steps.market import (
 )
 from flower_assets.steps.normalizing import MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
-from flower_assets.steps.report import DateReport, Markdown, dates_label, working_on
+from flower_assets.steps.report import (
+    LOAD_FAILED,
+    DateReport,
+    Markdown,
+    dates_label,
+    working_on,
+)
 from flower_assets.warehouse.schemas import (
     BIDDING,
     CATEGORY_PRICE_INDEX,
@@ -101,7 +107,7 @@ def each_auction_date(
                 f"{asset} {day}: not loaded, its previous version stays (warehouse {location}): "
                 f"{cause}"
             )
-            report = DateReport({"load_failed": cause, "content_changed": False})
+            report = DateReport({LOAD_FAILED: cause, "content_changed": False})
         record(context, day, report)
 
 

@@ -38,7 +38,7 @@ from flower_assets.quality.catalog import (
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import answer_pages
 from flower_assets.steps.market import MarketHistory
-from flower_assets.steps.report import working_on
+from flower_assets.steps.report import LOAD_FAILED, working_on
 from flower_assets.transform import unchanged
 from flower_assets.transform.quarantine import split_loadable
 from flower_assets.transform.raw import item_fields
@@ -163,7 +163,10 @@ def judge_bidding(
     stored = by_date(records)
     raw = by_date(wh.rows_per_date_and_category(RAW, days[0], days[-1]))
     rejected = by_date(wh.rows_per_date_and_category(REJECTED, days[0], days[-1]))
-    not_loaded = unchanged.not_loaded(days, *wh.batch_logs(days[0], days[-1]))
+    not_loaded = {
+        **failed_loads(context.instance, days),
+        **unchanged.not_loaded(days, *wh.batch_logs(days[0], days[-1])),
+    }
 
     def per_category(counts: dict[date, pl.DataFrame], day: date) -> dict[str, int]:
         return dict(counts[day].select("flower_gubn", "rows").rows()) if day in counts else {}
@@ -225,10 +228,10 @@ def _target(record: dg.EventLogRecord) -> object:
     )
 
 
-def latest_materializations(
+def latest_materialization_records(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]
-) -> dict[str, object]:
-    """Each partition's latest materialization, as a check evaluation's target."""
+) -> dict[str, dg.EventLogRecord]:
+    """Each partition's latest materialization record."""
     found: dict[str, dg.EventLogRecord] = {}
     # After a run of the asset the newest len(partitions) records are usually exactly these.
     records = instance.fetch_materializations(
@@ -243,7 +246,34 @@ def latest_materializations(
         ).records
         if latest:
             found[partition] = latest[0]
-    return {partition: _target(record) for partition, record in found.items()}
+    return found
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]
+) -> dict[str, object]:
+    """Each partition's latest materialization, as a check evaluation's target."""
+    records = latest_materialization_records(instance, asset_key, partitions)
+    return {partition: _target(record) for partition, record in records.items()}
+
+
+def failed_loads(instance: dg.DagsterInstance, days: list[date]) -> dict[date, str]:
+    """Dates whose latest materialization of an auction asset says loading them failed.
+
+    The Dagster event log knows it even when the warehouse could not record it (a connection
+    killed, a read-only file).
+    """
+    found: dict[date, str] = {}
+    for table in (RAW, FLOWER_TYPES, FLOWERS, BIDDING):
+        records = latest_materialization_records(
+            instance, dg.AssetKey(table.name), [day.isoformat() for day in days]
+        )
+        for partition, record in records.items():
+            materialization = record.asset_materialization
+            failed = materialization.metadata.get(LOAD_FAILED) if materialization else None
+            if failed is not None:
+                found.setdefault(date.fromisoformat(partition), f"{table.name}: {failed.value}")
+    return found
 
 
 def build_asset_checks(
@@ -291,6 +321,7 @@ def build_asset_checks(
         targets = latest_materializations(
             context.instance, asset_key, [day.isoformat() for day in days]
         )
+        failing: list[tuple[date, str]] = []
         with (
             working_on(f"{asset}_checks", days, warehouse.location),
             warehouse.open() as wh,
@@ -299,6 +330,8 @@ def build_asset_checks(
             for day, outcomes in judge(context, wh, days, settings):
                 for name in selected:
                     outcome = outcomes[name]
+                    if not outcome.passed and name in fails_run:
+                        failing.append((day, outcome.metadata.get("cause", outcome.summary)))
                     if not outcome.passed:
                         log = (
                             context.log.error
@@ -321,6 +354,12 @@ def build_asset_checks(
         # blocking itself is in the assets' upload-log gate).
         for name in selected:
             yield dg.Output(None, output_name=specs[name].get_python_identifier())
+        if failing:
+            # After every evaluation and output: the run ends failed, nothing else is held back.
+            raise dg.Failure(
+                f"{len(failing)} auction date{'s' if len(failing) > 1 else ''} not loaded: "
+                + "; ".join(f"{day} ({summary})" for day, summary in failing)
+            )
 
     return _checks
 

@@ -99,8 +99,9 @@ class CachedApi:
         if not self.warehouse.reserve_api_call(self.fingerprint, kst_today(), self.daily_quota):
             raise QuotaExceeded.counted(day, category.label, self.daily_quota, datetime.now(UTC))
 
-    def fetch_day(self, day: date, category: Category) -> CategoryDay:
-        if not self.refetch and not self.in_correction_window(day):
+    def fetch_day(self, day: date, category: Category, ask_again: bool = False) -> CategoryDay:
+        """The date's answer for one category; `ask_again` bypasses the cache for it."""
+        if not (self.refetch or ask_again) and not self.in_correction_window(day):
             cached = self._from_cache(day, category)
             if cached is not None:
                 return cached

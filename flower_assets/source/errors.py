@@ -98,6 +98,30 @@ class MalformedResponse(Exception):
     """A body that is not the API's JSON envelope: empty, HTML, XML, truncated, or mis-shaped."""
 
 
+def refuses_the_key(error: FlowerApiError) -> bool:
+    """The service refuses the key itself, whatever the date: asking for others is futile."""
+    return isinstance(error, QuotaExceeded) or (
+        isinstance(error, ApiRejectedRequest) and error.result_code in KEY_RESULT_CODES
+    )
+
+
+# resultCd of a wrong, expired or unapproved service key.
+KEY_RESULT_CODES = ("1", "2", "3")
+
+
+class KeyRefused(FlowerApiError):
+    """A date not asked for: the service refused the key earlier in the same run."""
+
+    def __init__(self, auction_date: date, refusal: FlowerApiError) -> None:
+        self.refusal = refusal
+        super().__init__(
+            auction_date,
+            "every category",
+            f"not asked, the service refused the key on auction date {refusal.auction_date}: "
+            f"{refusal.cause}",
+        )
+
+
 def next_quota_reset(now: datetime) -> datetime:
     """The next midnight in Asia/Seoul after `now`."""
     local = now.astimezone(SEOUL)

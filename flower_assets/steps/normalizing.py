@@ -40,31 +40,59 @@ class DatesToLoad:
     stored: dict[date, Stored]  # the raw content stored per date
     processed: dict[date, str]  # the raw content this step last loaded per date
     todo: list[date]  # dates to (re)compute now
+    # Dates to compute that wait for an earlier step to load their content (it failed for them).
+    waiting: dict[date, str]
 
     @classmethod
     def plan(cls, wh: Warehouse, days: list[date], asset: str, recompute: bool) -> DatesToLoad:
-        """`recompute`: every loadable date counts as not processed yet."""
+        """`recompute`: every loadable date counts as not processed yet.
+
+        A step loads a date's content only once the steps before it loaded that same content:
+        a date that failed in one step goes no further.
+        """
         uploads, processes = wh.batch_logs(days[0], days[-1])
         stored = unchanged.stored_raw(uploads)
         processed = unchanged.processed(processes, asset)
-        return cls(
-            stored, processed, unchanged.pending(days, stored, {} if recompute else processed)
-        )
+        pending = unchanged.pending(days, stored, {} if recompute else processed)
+        before = unchanged.NORMALIZING_ASSETS[: unchanged.NORMALIZING_ASSETS.index(asset)]
+        loaded_before = {earlier: unchanged.processed(processes, earlier) for earlier in before}
+        waiting = {
+            day: earlier
+            for day in reversed(pending)
+            for earlier in reversed(before)
+            if loaded_before[earlier].get(day) != stored[day].content_hash
+        }
+        todo = [day for day in pending if day not in waiting]
+        return cls(stored, processed, todo, waiting)
 
     def status(self, day: date) -> dict[str, object]:
         """Per-date metadata: whether this run rewrote the date, and what the table holds."""
         loaded_now = day in self.todo
         holds = self.stored[day].content_hash if loaded_now else self.processed.get(day)
         blocked = self.stored[day].blocked_by if day in self.stored else None
+        if blocked:
+            why = f"{RAW.name}: {blocked}"
+        elif day in self.waiting:
+            why = f"{self.waiting[day]} has not loaded the date's answer"
+        else:
+            why = "none"
         return {
             "content_changed": loaded_now,
             "raw_content_hash": holds or "none: nothing loaded for this date",
-            "blocked_by": f"{RAW.name}: {blocked}" if blocked else "none",
+            "blocked_by": why,
         }
 
     def messages(self, asset: str, day: date) -> list[tuple[str, str]]:
         if day in self.stored and self.stored[day].blocked_by and day not in self.todo:
             return [("warning", f"{asset} {day}: blocked, keeps its previous version")]
+        if day in self.waiting:
+            return [
+                (
+                    "warning",
+                    f"{asset} {day}: keeps its previous version: {self.waiting[day]} has not "
+                    "loaded the date's answer",
+                )
+            ]
         return []
 
 

@@ -19,7 +19,7 @@ from flower_assets.quality.catalog import RAW_CHECKS, blocked_by
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import CachedApi
 from flower_assets.source.categories import Category
-from flower_assets.source.errors import QuotaExceeded
+from flower_assets.source.errors import FlowerApiError, KeyRefused, refuses_the_key
 from flower_assets.steps.batch_logs import batch_log, now
 from flower_assets.steps.quarantine_splits import keep_split
 from flower_assets.steps.report import DateReport
@@ -41,11 +41,14 @@ class Fetched:
     repeated: dict[str, int]
 
 
-def fetch_auction_date(api: CachedApi, day: date) -> Fetched:
-    """Every category of one auction date, fetched before anything is written."""
+def fetch_auction_date(api: CachedApi, day: date, ask_again: bool = False) -> Fetched:
+    """Every category of one auction date, fetched before anything is written.
+
+    `ask_again`: from the API even where the response cache holds an answer.
+    """
     frames, calls, pages, repeated = [], {}, {}, {}
     for category in Category:
-        answer = api.fetch_day(day, category)
+        answer = api.fetch_day(day, category, ask_again)
         calls[category.korean_name] = answer.api_calls
         pages[category.korean_name] = answer.pages
         repeated[category.korean_name] = answer.duplicates_dropped
@@ -100,8 +103,8 @@ class RawStep:
     secret: str | None = None  # redacted from every log row
     # The raw rules' outcomes per date, for the raw checks of the same run.
     outcomes: dict[date, dict[str, Outcome]] = field(default_factory=dict)
-    # The refusal that ended fetching: later dates of the run are not asked for.
-    quota_used_up: QuotaExceeded | None = None
+    # A refusal of the key (quota used up, key wrong): later dates of the run are not asked for.
+    key_refused: FlowerApiError | None = None
 
     def __post_init__(self) -> None:
         self.stored = unchanged.stored_raw(self.wh.upload_logs(self.days[0], self.days[-1]))
@@ -113,20 +116,16 @@ class RawStep:
         )
 
     def fetch(self, day: date) -> Fetched:
-        """The date's answer; after the key's quota ran out, no further call is made."""
-        if self.quota_used_up is not None:
-            first = self.quota_used_up
-            raise QuotaExceeded(
-                day,
-                "every category",
-                first.server_message,
-                now(),
-                cause=f"not asked: the key's daily quota ran out on auction date {first.auction_date}",
-            )
+        """The date's answer; after a refusal of the key itself, no further call is made."""
+        if self.key_refused is not None:
+            raise KeyRefused(day, self.key_refused)
+        # A blocked answer is asked for again: the source may have fixed it since.
+        blocked = day in self.stored and self.stored[day].blocked_by is not None
         try:
-            return fetch_auction_date(self.api, day)
-        except QuotaExceeded as exc:
-            self.quota_used_up = exc
+            return fetch_auction_date(self.api, day, ask_again=blocked)
+        except FlowerApiError as exc:
+            if refuses_the_key(exc):
+                self.key_refused = exc
             raise
 
     def load(self, day: date) -> DateReport:

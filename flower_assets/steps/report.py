@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+# Metadata key of a date a step could not load: its cause. The check auction_date_loaded reads it.
+LOAD_FAILED = "load_failed"
+
 
 @dataclass
 class DateReport:

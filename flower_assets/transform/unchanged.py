@@ -84,12 +84,14 @@ def not_loaded(days: list[date], uploads: pl.DataFrame, processes: pl.DataFrame)
         return {row["auction_date"]: row for row in last.iter_rows(named=True)}
 
     attempts = latest(uploads)
-    loads = latest(processes.filter(pl.col("asset") == "bidding_flowers"))
+    steps = {
+        asset: latest(processes.filter(pl.col("asset") == asset)) for asset in NORMALIZING_ASSETS
+    }
     loaded = processed(processes, "bidding_flowers")
     stored = stored_raw(uploads)
     causes = {}
     for day in days:
-        attempt, load = attempts.get(day), loads.get(day)
+        attempt = attempts.get(day)
         if attempt is None:
             causes[day] = "never fetched"
         elif attempt["status"] not in (LOADABLE, BLOCKED):
@@ -98,7 +100,12 @@ def not_loaded(days: list[date], uploads: pl.DataFrame, processes: pl.DataFrame)
         elif attempt["status"] == BLOCKED:
             causes[day] = f"the answer is blocked: {attempt['error_text']}"
         elif loaded.get(day) != attempt["content_hash"]:
+            failed = [
+                f"{asset} failed on it: {step[day]['error_text']}"
+                for asset, step in steps.items()
+                if day in step and step[day]["status"] != LOADABLE
+            ]
             causes[day] = "its answer is stored but not loaded into bidding_flowers" + (
-                f": {load['error_text']}" if load and load["status"] != LOADABLE else ""
+                f": {failed[0]}" if failed else ""
             )
     return causes

@@ -590,25 +590,46 @@ class PostgresWarehouse(Warehouse):
     _placeholder = "%s"
 
     def __init__(self, url: str) -> None:
-        import psycopg2
 
         super().__init__(url)
+        self._conn = self._connect()
+
+    def _connect(self) -> Any:
+        import psycopg2
+
         # Accept SQLAlchemy-style URLs (postgresql+psycopg2://) as well as libpq ones.
-        libpq_url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+        libpq_url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", self.url)
         try:
-            self._conn = psycopg2.connect(libpq_url, connect_timeout=10)
+            return psycopg2.connect(libpq_url, connect_timeout=10)
         except psycopg2.OperationalError as exc:
             raise ConnectionError(
                 f"cannot connect to the warehouse {self.location}: {display_url(str(exc)).strip()}"
             ) from None
+
+    @property
+    def _live(self) -> Any:
+        """The connection, opened again if the server ended it (a restart, a killed session):
+        the date it was writing failed and rolled back; the next one starts afresh."""
+        if self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        with self._conn, self._conn.cursor() as cursor:
-            yield cursor
+        conn = self._live
+        try:
+            with conn.cursor() as cursor:
+                yield cursor
+        except BaseException:
+            # A connection the server ended cannot roll back; its transaction is gone anyway,
+            # and the error that ended it is the one to report.
+            if not conn.closed:
+                conn.rollback()
+            raise
+        conn.commit()
 
     def _lock_partition(self, cursor: Any, table: Table, auction_date: date) -> None:
         # Two runs replacing the same partition at once would both delete, then both insert.
@@ -646,7 +667,7 @@ class PostgresWarehouse(Warehouse):
         execute_values(cursor, _sql(self.dialect, sql_name), rows, page_size=1000)
 
     def _fetch(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._conn, self._conn.cursor() as cursor:
+        with self.transaction() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
 

@@ -262,9 +262,12 @@ def test_a_failed_step_shows_the_cause_not_only_dagsters_wrapper(tmp_path):
     with FakeAtServer(lambda day, category: day_items(day, category, 0.05), fault) as server:
         done = run_cli(tmp_path, "--from", "2024-05-10", "--to", "2024-05-10", server=server)
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
-    # Not only in Dagster's log lines: the CLI's own report of the failed step names the cause.
-    report = done.stderr[done.stderr.rindex("step public_bidding_flowers failed") :]
-    assert "aT API, auction date 2024-05-10, 절화 (cut flowers): resultCd 1" in report, report
+    # Not only in Dagster's log lines: the CLI's own summary names the date and the cause.
+    report = done.stderr[done.stderr.rindex("Not loaded: 1 auction dates") :]
+    assert (
+        "2024-05-10  the fetch failed: ApiRejectedRequest: aT API, auction date 2024-05-10, 절화 (cut flowers): resultCd 1"
+        in report
+    ), report
     assert TEST_KEY not in done.stdout + done.stderr
 
 
@@ -341,9 +344,15 @@ def test_row_counts_are_counted_by_the_database_without_reading_rows(
     monkeypatch.setattr(Warehouse, "read_table", recording)
     assert cli.main(["materialize", "--from", "2024-05-09", "--to", "2024-05-10"]) == 0
     out = capsys.readouterr().out
-    # The assets read the two small masters whole, and the price index's chain (at most four
-    # rows a date); counting reads no table.
-    assert set(read) <= {"flower_types", "flowers", "category_price_index"}, sorted(set(read))
+    # The assets read the two small masters whole, the price index's chain and the market's
+    # history (at most four rows a date each); counting reads no table.
+    assert set(read) <= {
+        "flower_types",
+        "flowers",
+        "category_price_index",
+        "record_digests",
+        "market_builds",
+    }, sorted(set(read))
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         for table in TABLES:
             n = conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
@@ -351,28 +360,33 @@ def test_row_counts_are_counted_by_the_database_without_reading_rows(
             assert int(line.split()[1]) == n, (table.name, line, n)
 
 
-def test_a_range_stops_at_the_first_failed_chunk_and_says_why(
+def test_a_failed_chunk_holds_back_no_later_chunk_and_says_why(
     in_process_cli, chunks_of_three, capsys
 ):
     cli, _ = in_process_cli
-    # Sample mode serves 2024-02-01…08-31 only: the third chunk (09-01…03) fails on 09-01.
+    # Sample mode serves 2024-02-01…08-31 only: the dates from 09-01 on fail, each on its own.
     assert cli.main(["materialize", "--from", "2024-08-26", "--to", "2024-09-05"]) == 1
     captured = capsys.readouterr()
     with dg.DagsterInstance.get() as instance:
         runs = sorted(
-            instance.get_runs(), key=lambda r: r.tags["dagster/asset_partition_range_start"]
+            instance.get_runs(filters=dg.RunsFilter(job_name="flower_auction_job")),
+            key=lambda r: r.tags["dagster/asset_partition_range_start"],
         )
     assert [r.tags["dagster/asset_partition_range_start"] for r in runs] == [
         "2024-08-26",
         "2024-08-29",
         "2024-09-01",
+        "2024-09-04",
     ]
-    assert [r.is_success for r in runs] == [True, True, False]
+    assert [r.is_success for r in runs] == [True, True, False, False]
     assert f"Run 3/4 {runs[2].run_id} (2024-09-01 to 2024-09-03, 3 dates) failed." in captured.err
-    report = captured.err[captured.err.rindex("step public_bidding_flowers failed") :]
+    assert "Loaded: 6 of 11 auction dates" in captured.out
+    report = captured.err[captured.err.rindex("Not loaded: 5 auction dates") :]
+    for day in ("2024-09-01", "2024-09-02", "2024-09-03", "2024-09-04", "2024-09-05"):
+        assert f"  {day}  the fetch failed: " in report, report
     assert "2024-09-01 is outside it" in report, report
     assert "sample mode serves only the auction dates 2024-02-01 to 2024-08-31" in report, report
-    assert "Stopped: 2024-09-04 to 2024-09-05, 2 dates not attempted." in captured.err
+    assert "flower-assets materialize --from 2024-09-01 --to 2024-09-05" in report, report
 
 
 def report(cli, first: str, last: str, out: Path) -> int:

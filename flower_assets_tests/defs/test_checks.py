@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 
 from flower_assets.defs.assets import bidding_flowers, public_bidding_flowers
+from flower_assets.defs.checks import bidding_checks
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse
-from flower_assets.warehouse.schemas import PROCESS_LOGS, UPLOAD_LOGS
+from flower_assets.warehouse.schemas import BIDDING, PROCESS_LOGS, UPLOAD_LOGS
 from flower_assets_tests.conftest import (
     TEST_KEY,
     Market,
@@ -117,8 +118,10 @@ def test_rejected_share_over_the_threshold_blocks_the_date_downstream(warehouse_
         market_with([item(good="x", tot_qty="-1"), item(good="y", tot_qty="n/a")], good=10).rows_for
     ) as server:
         (result,) = materialize([DAY], warehouse_url, instance, server.url, raise_on_error=False)
-    # The check fails and the date stays out of the normalized tables; the run itself succeeds.
-    assert result.success
+    # The check fails and the date stays out of the normalized tables; the run, asked for a
+    # date it could not load, ends failed naming it.
+    assert not result.success
+    assert by_check(instance, "bidding_flowers")[("auction_date_loaded", DAY)] is False
     assert (
         by_check(instance, "public_bidding_flowers")[("rejected_share_within_threshold", DAY)]
         is False
@@ -152,8 +155,10 @@ def test_schema_drift_blocks_the_date_and_keeps_its_previous_version(warehouse_u
         materialize([DAY], warehouse_url, instance, server.url)
     before = tables(warehouse_url)
     with FakeAtServer(bad.rows_for) as server:
-        (result,) = materialize([DAY], warehouse_url, instance, server.url, refetch=True)
-    assert result.success
+        (result,) = materialize(
+            [DAY], warehouse_url, instance, server.url, refetch=True, raise_on_error=False
+        )
+    assert not result.success  # the date asked for is not loaded
     schema = by_check(instance, "public_bidding_flowers")[("schema_conforms", DAY)]
     assert schema is False
     drift = [e for e in evaluations(instance) if e.check_name == "schema_conforms"][-1]
@@ -297,7 +302,7 @@ def test_batch_logs_are_written_on_success_and_on_failure(warehouse_url, instanc
         assert processes.height == 0
 
 
-def test_a_failing_normalization_step_leaves_a_failed_process_log(warehouse_url, instance):
+def test_records_wait_for_the_masters_to_load_the_same_answer(warehouse_url, instance):
     market = Market()
     market.set(DAY, Category.CUT_FLOWERS, [item()])
     with FakeAtServer(market.rows_for) as server:
@@ -305,16 +310,23 @@ def test_a_failing_normalization_step_leaves_a_failed_process_log(warehouse_url,
         market.set(DAY, Category.CUT_FLOWERS, [item(good="새품종")])
         # Re-run raw and records but skip the masters: the new variety has no id yet.
         result = dg.materialize(
-            [public_bidding_flowers, bidding_flowers],
+            [public_bidding_flowers, bidding_flowers, bidding_checks],
             partition_key=DAY,
             instance=instance,
             resources=resources_for(warehouse_url, server.url),
             run_config=refetch_config(),
             raise_on_error=False,
         )
+    # The records keep their previous version instead of half a date, and the run, which
+    # could not load the date, ends failed saying why.
     assert not result.success
     with Warehouse.open(warehouse_url) as wh:
         processes = wh.read_table(PROCESS_LOGS).filter(pl.col("run_id") == result.run_id)
-    (failed,) = processes.rows(named=True)
-    assert failed["asset"] == "bidding_flowers" and failed["status"] == "failed"
-    assert "not in flowers yet" in failed["error_text"]
+        records = wh.read_partition(BIDDING, date.fromisoformat(DAY))
+    assert processes.height == 0
+    assert records.height == 1
+    shown = metadata(instance, "bidding_flowers", DAY)
+    assert shown["blocked_by"] == "flower_types has not loaded the date's answer"
+    assert shown["content_changed"] is False
+    cause = by_check(instance, "bidding_flowers")
+    assert cause[("auction_date_loaded", DAY)] is False

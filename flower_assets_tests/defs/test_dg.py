@@ -27,13 +27,13 @@ def test_dg_checks_and_lists_the_definitions_of_the_defs_folder(tmp_path):
         "flower_types",
         "flowers",
         "bidding_flowers",
-        "at_api_answers",
+        "market_inputs",
         "daily_item_prices",
         "variety_price_changes",
         "category_price_index",
         "market_report",
     }
-    assert len(found["asset_checks"]) == 18  # the freshness check only with FLOWER_API_KEY
+    assert len(found["asset_checks"]) == 22  # the freshness check only with FLOWER_API_KEY
     assert {j["name"] for j in found["jobs"]} == {
         "flower_auction_job",
         "flower_market_job",

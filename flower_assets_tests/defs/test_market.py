@@ -124,9 +124,7 @@ def test_a_correction_rebuilds_its_date_and_every_later_date_it_reaches(
 
         # Late settlement of 2024-05-08: 레드 특1 at 14,000 instead of 12,000.
         market.set("2024-05-08", Category.CUT_FLOWERS, rows("2024-05-08", 14_000))
-        materialize(
-            ["2024-05-08"], warehouse_url, instance, server.url, refetch=True
-        )
+        materialize(["2024-05-08"], warehouse_url, instance, server.url, refetch=True)
 
     # The records changed, the market tables not yet: their checks say so.
     with Warehouse.open(warehouse_url) as wh:

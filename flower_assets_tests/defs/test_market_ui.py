@@ -151,7 +151,7 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
                 instance,
                 "2024-05-08",
                 "2024-05-13",
-                asset_selection=[dg.AssetKey("at_api_answers")],
+                asset_selection=[dg.AssetKey("market_inputs")],
             )
             for asset in MARKET:
                 assert stale(ui, asset, "2024-05-06") == "FRESH", asset

@@ -28,7 +28,12 @@ import polars as pl
 import pytest
 
 from flower_assets.defs.partitions import auction_date_partitions
-from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
+from flower_assets.defs.resources import (
+    AtApiResource,
+    PriceIndexSettings,
+    QuarantineThreshold,
+    WarehouseResource,
+)
 from flower_assets.sample.days import answer, envelope
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.cache import key_fingerprint, kst_today
@@ -125,6 +130,7 @@ def resources(
         ),
         "warehouse": WarehouseResource(url=warehouse_url),
         "quarantine_threshold": QuarantineThreshold(max_rejected_share=max_rejected_share),
+        "price_index": PriceIndexSettings(),
     }
 
 

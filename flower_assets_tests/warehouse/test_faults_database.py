@@ -163,8 +163,10 @@ def test_a_connection_killed_mid_write_rolls_the_date_back_and_a_rerun_converges
     with FakeAtServer(new.rows_for) as server:
         result = run(url, instance, server.url)
     assert killed and not result.success
+    # The date failed, the step went on; the run ends failed at its end, naming date and cause.
     step, message = failure(result)
-    assert step == target
+    assert step == "bidding_flowers_checks"
+    assert f"{DAY} (" in message
     assert "terminating connection" in message or "server closed the connection" in message
     mid = partition_version(url)
     if target == "public_bidding_flowers":
@@ -187,7 +189,7 @@ CHILD = r"""
 import json, os, sys, time
 import dagster as dg
 from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.resources import AtApiResource, QuarantineThreshold, WarehouseResource
+from flower_assets.defs.resources import AtApiResource, PriceIndexSettings, QuarantineThreshold, WarehouseResource
 from flower_assets.warehouse.database import PostgresWarehouse, SqliteWarehouse, Warehouse
 
 url, api_url, day, home, hook, report = sys.argv[1:]
@@ -224,6 +226,7 @@ with dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": Fal
             ),
             "warehouse": WarehouseResource(url=url),
             "quarantine_threshold": QuarantineThreshold(),
+            "price_index": PriceIndexSettings(),
         },
     )
 failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
