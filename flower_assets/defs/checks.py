@@ -288,7 +288,7 @@ def build_asset_checks(
             check.name,
             asset=asset,
             description=check.full_description,
-            blocking=check.blocking or check.fails_run,
+            blocking=check.blocking,
             partitions_def=auction_date_partitions,
             additional_deps=list(additional_deps),
         )
@@ -348,7 +348,6 @@ def build_asset_checks(
                         description=outcome.summary,
                         partition=day.isoformat(),
                         target_materialization_data=targets.get(day.isoformat()),
-                        blocking=name in fails_run,
                     )
         # The check outputs: they order downstream steps after blocking checks (per-date
         # blocking itself is in the assets' upload-log gate).
@@ -357,7 +356,8 @@ def build_asset_checks(
         if failing:
             # After every evaluation and output: the run ends failed, nothing else is held back.
             raise dg.Failure(
-                f"{len(failing)} auction date{'s' if len(failing) > 1 else ''} not loaded: "
+                f"{len(failing)} auction date{'s' if len(failing) > 1 else ''} not loaded "
+                f"into the warehouse {warehouse.location}: "
                 + "; ".join(f"{day} ({summary})" for day, summary in failing)
             )
 

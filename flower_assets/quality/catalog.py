@@ -21,8 +21,8 @@ class Check:
     # Blocking is per auction date: a date that fails keeps its previous normalized version,
     # the other dates of the run load (see flower_assets.steps).
     blocking: bool = False
-    # A date that fails it fails the run, once every step of the run is done (Dagster's
-    # blocking evaluation, raised by the check's own step, the last of the run).
+    # A date that fails it fails the run: its step raises once it has judged every date. Not
+    # Dagster's `blocking`, which would also skip the steps after it (the masters' checks).
     fails_run: bool = False
 
     @property

@@ -214,3 +214,38 @@ def test_a_history_digest_changes_with_any_earlier_record_of_its_categories():
     assert stale_dates(history_digests(record_digests(records(base[:2])), None), before) == [
         date(2024, 3, 6)
     ]
+
+
+def test_the_market_sensor_builds_every_stale_date_once_no_load_is_under_way(
+    warehouse_url, instance
+):
+    from flower_assets.defs.resources import PriceIndexSettings, WarehouseResource
+    from flower_assets_tests.conftest import fresh_definitions
+
+    definitions = fresh_definitions()
+    sensor = definitions.defs.get_sensor_def("market_after_auctions")
+    materialize(["2024-03-04", "2024-03-08"], warehouse_url, instance, range_run=True)
+
+    def tick():
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={
+                "warehouse": WarehouseResource(url=warehouse_url),
+                "price_index": PriceIndexSettings(),
+            },
+        )
+        return sensor(context)
+
+    (request,) = tick()
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-03-04"
+    assert request.tags["dagster/asset_partition_range_end"] == "2024-03-08"
+    # While an auction run is under way, the sensor waits for it and says so.
+    run = instance.create_run_for_job(
+        definitions.defs.resolve_job_def("flower_auction_job"),
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    waiting = tick()
+    assert isinstance(waiting, dg.SkipReason) and run.run_id in waiting.skip_message
+    instance.report_run_failed(run)
+    build(warehouse_url, instance, [])
+    assert "every market date is built" in tick().skip_message

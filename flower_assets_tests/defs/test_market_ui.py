@@ -67,9 +67,13 @@ def stale(ui: Ui, asset: str, partition: str) -> str:
 
 
 MARKET_CHECKS = {
-    "daily_item_prices": ["reconciles_with_records"],
-    "variety_price_changes": ["covers_every_record"],
-    "category_price_index": ["chain_consistent", "links_rest_on_enough_volume"],
+    "daily_item_prices": ["built_on_current_history", "reconciles_with_records"],
+    "variety_price_changes": ["built_on_current_history", "covers_every_record"],
+    "category_price_index": [
+        "built_on_current_history",
+        "chain_consistent",
+        "links_rest_on_enough_volume",
+    ],
 }
 
 
@@ -158,6 +162,32 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
                 for day in DAYS[1:]:
                     assert stale(ui, asset, day) == "STALE", (asset, day)
             run_range(market, instance, "2024-05-08", "2024-05-13")
+            for asset in MARKET:
+                for day in DAYS:
+                    assert stale(ui, asset, day) == "FRESH", (asset, day)
+            assert_checks_passed(ui)
+
+            # An earlier date arrives after the later ones were built: every later date's
+            # history changed (the previous auction date, the index's base and chain).
+            prices["2024-05-03"] = 9_000
+            run_range(auction, instance, "2024-05-03", "2024-05-03")
+            run_range(
+                market,
+                instance,
+                "2024-05-06",
+                "2024-05-13",
+                asset_selection=[dg.AssetKey("market_inputs")],
+            )
+            for asset in MARKET:
+                for day in DAYS:
+                    assert stale(ui, asset, day) == "STALE", (asset, day)
+            checks = defs.resolve_job_def("flower_checks_job")
+            run_range(checks, instance, "2024-05-06", "2024-05-13")
+            history = statuses_by_date(
+                ui.checks("category_price_index")["built_on_current_history"]
+            )
+            assert {d: history.get(d) for d in DAYS} == dict.fromkeys(DAYS, "FAILED")
+            run_range(market, instance, "2024-05-03", "2024-05-13")
             for asset in MARKET:
                 for day in DAYS:
                     assert stale(ui, asset, day) == "FRESH", (asset, day)

@@ -10,6 +10,8 @@ import polars as pl
 
 from flower_assets.cli import main as cli_main
 from flower_assets.definitions import defs, flower_auction_job
+from flower_assets.defs.assets import flower_auction_assets
+from flower_assets.defs.checks import flower_auction_checks
 from flower_assets.defs.resources import AtApiResource
 from flower_assets.defs.schedules import build_daily_schedule, dates_for_tick
 from flower_assets.sample.fake_at_server import FakeAtServer
@@ -208,7 +210,7 @@ def test_the_quota_stops_a_backfill_cleanly_and_the_estimate_is_right(warehouse_
             service_key=TEST_KEY, base_url=server.url, backoff_s=0.01, max_attempts=2, daily_quota=6
         )
         job = dg.Definitions(
-            assets=defs.assets, resources=resources
+            assets=flower_auction_assets, asset_checks=flower_auction_checks, resources=resources
         ).resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=instance,
@@ -218,7 +220,8 @@ def test_the_quota_stops_a_backfill_cleanly_and_the_estimate_is_right(warehouse_
                 "dagster/asset_partition_range_end": OLD[-1],
             },
         )
-        assert len(server.requests) == 6  # the guard refused the seventh call before making it
+        # The guard refused the seventh call before making it, and no later date was asked for.
+        assert len(server.requests) == 6
     assert not result.success
     failure = next(
         e for e in result.all_events if e.is_step_failure
@@ -233,10 +236,14 @@ def test_the_quota_stops_a_backfill_cleanly_and_the_estimate_is_right(warehouse_
         counts = wh.read_table(API_CALL_COUNTS)
         cached = wh.cached_dates(date(2024, 5, 8), date(2024, 5, 10))
         stored = wh.read_range(UPLOAD_LOGS, date(2024, 5, 8), date(2024, 5, 10), ["auction_date"])
-    assert raw_dates == {(date(2024, 5, 8), "success"), (date(2024, 5, 9), "failed")}
+    assert raw_dates == {
+        (date(2024, 5, 8), "success"),
+        (date(2024, 5, 9), "failed"),
+        (date(2024, 5, 10), "failed"),  # not asked: the key's quota ran out on 05-09
+    }
     assert counts["calls"].to_list() == [6] and counts["key_fingerprint"][0] != TEST_KEY
     assert TEST_KEY not in counts["key_fingerprint"][0]
-    assert stored.height == 2
+    assert stored.height == 3
     # Day 1 is cached whole, day 2 in part (two categories answered before the guard stopped it).
     estimate = estimate_backfill([date.fromisoformat(d) for d in OLD], cached, kst_today(), 3, 0, 6)
     assert (estimate.answers_cached, estimate.calls_needed, estimate.quota_days) == (6, 6, 1)

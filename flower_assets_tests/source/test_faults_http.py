@@ -388,13 +388,16 @@ RESULT_CODES = {
 
 
 def assert_failed_cleanly(stage: Stage, result, cause: str, category: Category = ORCHIDS):
-    """Failed in the raw step, naming date, category and cause; nothing stored changed."""
+    """The date failed in the raw step, and the run at its end, naming date, category and cause;
+    nothing stored changed."""
     assert not result.success
     step, message = failure(result)
-    assert step == "public_bidding_flowers"
+    assert step == "bidding_flowers_checks"  # auction_date_loaded, after every other step
     assert DAY in message and category.label in message and cause in message, message
     assert KEY not in message
-    assert not result.asset_materializations_for_node("public_bidding_flowers")
+    (shown,) = result.asset_materializations_for_node("public_bidding_flowers")
+    failed = shown.metadata["load_failed"].value
+    assert category.label in failed and cause in failed and KEY not in failed
     # The previous good version of the date is untouched in every table, masters included.
     assert stage.intact()
     assert partition_version(stage.url) == stage.version
@@ -520,8 +523,10 @@ def test_a_whole_answer_for_another_date_is_kept_raw_and_blocks_the_normalized_t
     market.days = {(LAST, category): rows for (_, category), rows in market.days.items()}
     with FakeAtServer(market.rows_for) as server:
         result = run(stage.url, stage.instance, server.url)
-    assert result.success  # the date is blocked, not the run
+    # The date is blocked; the run, which could not load the date asked for, ends failed.
+    assert not result.success
     checks = check_results(result)
+    assert checks[("bidding_flowers", "auction_date_loaded")] is False
     assert checks[("public_bidding_flowers", "rejected_share_within_threshold")] is False
     assert checks[("public_bidding_flowers", "dates_match_partition")] is False
     logged = " ".join(e.user_message for e in stage.instance.all_logs(result.run_id))

@@ -27,7 +27,7 @@ import pytest
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
 from flower_assets.transform import unchanged
-from flower_assets.warehouse.database import PostgresWarehouse, Warehouse
+from flower_assets.warehouse.database import PostgresWarehouse, Warehouse, display_url
 from flower_assets.warehouse.schemas import UPLOAD_LOGS
 from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, Market, _drop_tables, item
 from flower_assets_tests.source.test_faults_http import (
@@ -166,7 +166,7 @@ def test_a_connection_killed_mid_write_rolls_the_date_back_and_a_rerun_converges
     # The date failed, the step went on; the run ends failed at its end, naming date and cause.
     step, message = failure(result)
     assert step == "bidding_flowers_checks"
-    assert f"{DAY} (" in message
+    assert f"{DAY} (" in message and f"warehouse {display_url(url)}" in message
     assert "terminating connection" in message or "server closed the connection" in message
     mid = partition_version(url)
     if target == "public_bidding_flowers":
