@@ -157,40 +157,35 @@ def _event_log_tables() -> set[str]:
     return set(SqlEventLogStorageMetadata.tables)
 
 
-class LockedSqliteRunStorage(SqliteRunStorage):
-    """Dagster's SQLite run storage, in `<instance_dir>/history/runs.db` as by default, opened
-    (and so created) under the instance's creation lock."""
+class _CreatedUnderLock:
+    """A SQLite storage in `<instance_dir>/<file>` as Dagster puts it by default, opened (and so
+    created) under the instance's creation lock, and refused with a repair hint if damaged."""
+
+    FILE: tuple[str, ...]  # RUNS_DB or SCHEDULES_DB
 
     @classmethod
     def config_type(cls):
         return {"instance_dir": StringSource}
 
     @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value
-    ) -> LockedSqliteRunStorage:
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value):
         instance_dir = config_value["instance_dir"]
         with creating(instance_dir):
-            check_not_damaged(instance_dir, RUNS_DB)
-            return cls.from_local(os.path.join(instance_dir, RUNS_DB[0]), inst_data=inst_data)
+            check_not_damaged(instance_dir, cls.FILE)
+            return cls.from_local(os.path.join(instance_dir, cls.FILE[0]), inst_data=inst_data)
 
 
-class LockedSqliteScheduleStorage(SqliteScheduleStorage):
-    """Dagster's SQLite schedule storage, in `<instance_dir>/schedules/schedules.db` as by
-    default, opened (and so created) under the instance's creation lock."""
+class LockedSqliteRunStorage(_CreatedUnderLock, SqliteRunStorage):
+    """Dagster's SQLite run storage, in `<instance_dir>/history/runs.db`, created under the lock."""
 
-    @classmethod
-    def config_type(cls):
-        return {"instance_dir": StringSource}
+    FILE = RUNS_DB
 
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData | None, config_value
-    ) -> LockedSqliteScheduleStorage:
-        instance_dir = config_value["instance_dir"]
-        with creating(instance_dir):
-            check_not_damaged(instance_dir, SCHEDULES_DB)
-            return cls.from_local(os.path.join(instance_dir, SCHEDULES_DB[0]), inst_data=inst_data)
+
+class LockedSqliteScheduleStorage(_CreatedUnderLock, SqliteScheduleStorage):
+    """Dagster's SQLite schedule storage, in `<instance_dir>/schedules/schedules.db`, created
+    under the lock."""
+
+    FILE = SCHEDULES_DB
 
 
 def _tune(connection: sqlite3.Connection, _record: object) -> None:

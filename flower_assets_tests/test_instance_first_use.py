@@ -24,6 +24,7 @@ import dagster as dg
 import pytest
 
 from flower_assets import settings
+from flower_assets_tests.webui import clean_env
 
 from .conftest import REPO
 
@@ -35,13 +36,6 @@ DATE, NEXT_DATE = "2024-05-10", "2024-05-11"  # sample days bundled with the pac
 # other's tables but not yet its version row.
 RACE_REVISION = "5771160a95ad"
 pytestmark = pytest.mark.slow
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "DAGSTER_"))}
-    env["DAGSTER_DISABLE_TELEMETRY"] = "yes"
-    env.update(extra)
-    return env
 
 
 def storage_files(home: Path) -> dict[str, Path]:

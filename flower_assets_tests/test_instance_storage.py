@@ -198,8 +198,8 @@ def test_the_locked_storages_are_dagsters_own_in_its_default_places(
     from dagster._core.storage.runs import SqliteRunStorage
     from dagster._core.storage.schedules import SqliteScheduleStorage
 
-    assert LockedSqliteRunStorage.__bases__ == (SqliteRunStorage,)
-    assert LockedSqliteScheduleStorage.__bases__ == (SqliteScheduleStorage,)
+    assert LockedSqliteRunStorage.__bases__[1:] == (SqliteRunStorage,)
+    assert LockedSqliteScheduleStorage.__bases__[1:] == (SqliteScheduleStorage,)
     assert type(instance.run_storage) is LockedSqliteRunStorage
     assert type(instance.schedule_storage) is LockedSqliteScheduleStorage
     # `from_local(base_dir, inst_data)` creates the storage; the subclasses call it under the lock.

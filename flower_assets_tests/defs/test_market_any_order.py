@@ -81,20 +81,33 @@ def history_is_current(instance, first: str, last: str) -> dict[str, bool]:
     }
 
 
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """The one-pass build of FIRST..LAST per kind of warehouse, built once for the module."""
+    built: dict[str, str] = {}
+    databases = []
+
+    def reference(kind: str) -> str:
+        if kind not in built:
+            if kind == "sqlite":
+                url = f"sqlite:///{tmp_path_factory.mktemp('reference') / 'warehouse.sqlite'}"
+            else:
+                databases.append(_throwaway_database("flower_reference"))
+                url = next(databases[-1])
+            with dg.DagsterInstance.ephemeral() as instance:
+                load(url, instance, FIRST, LAST)
+            built[kind] = url
+        return built[kind]
+
+    yield reference
+    for database in databases:
+        next(database, None)  # dropped
+
+
 @pytest.fixture
-def reference(warehouse_url, tmp_path):
+def reference(warehouse_url, references) -> str:
     """The one-pass build of FIRST..LAST, in a warehouse of the same kind."""
-    databases = None
-    if warehouse_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'reference.sqlite'}"
-    else:
-        databases = _throwaway_database("flower_reference")
-        url = next(databases)
-    with dg.DagsterInstance.ephemeral() as instance:
-        load(url, instance, FIRST, LAST)
-    yield url
-    if databases is not None:
-        next(databases, None)  # dropped
+    return references("sqlite" if warehouse_url.startswith("sqlite") else "postgres")
 
 
 def test_an_earlier_range_loaded_after_a_later_one_gives_the_one_pass_tables(
