@@ -95,7 +95,7 @@ def each_auction_date(
 
     A date that fails holds back no other: its cause is logged and recorded as its metadata,
     its tables keep their previous version, and the run's other dates go on. The run then
-    ends failed through the blocking check `auction_date_loaded`, which names each such date.
+    ends failed through the check `auction_date_loaded`, which names each such date.
     """
     asset = context.asset_key.to_user_string()
     for day in days:

@@ -392,7 +392,7 @@ def assert_failed_cleanly(stage: Stage, result, cause: str, category: Category =
     nothing stored changed."""
     assert not result.success
     step, message = failure(result)
-    assert step == "bidding_flowers_checks"  # auction_date_loaded, after every other step
+    assert step == "bidding_flowers_checks"  # auction_date_loaded, once every date is judged
     assert DAY in message and category.label in message and cause in message, message
     assert KEY not in message
     (shown,) = result.asset_materializations_for_node("public_bidding_flowers")
