@@ -31,10 +31,20 @@ WAREHOUSE_FILE_NAME = "flower_warehouse.sqlite"
 DAGSTER_HOME_VALUE = {"env": "DAGSTER_HOME"}
 
 
+def ui_base_url() -> str:
+    """The Dagster UI's address, for links in alerts and metadata."""
+    return (env(UI_BASE_URL_ENV) or DEFAULT_UI_BASE_URL).rstrip("/")
+
+
 def env(name: str) -> str | None:
     """An environment variable, with an empty value treated as unset."""
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def sample_mode() -> bool:
+    """True without FLOWER_API_KEY: the synthetic market's sample days stand in for the API."""
+    return env(API_KEY_ENV) is None
 
 
 def api_base_url() -> str:

@@ -1,4 +1,9 @@
-"""Auction-date partitions: one per calendar day in Asia/Seoul, keyed YYYY-MM-DD."""
+"""Auction-date partitions: one per calendar day in Asia/Seoul, keyed YYYY-MM-DD.
+
+With a service key they run from FLOWER_START_DATE to yesterday, growing daily. In sample mode
+they are exactly the sample period, so the UI shows what the sample instance holds (100% once
+loaded) and its dialogs and plots open on the sample dates, not on empty recent ones.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,40 @@ from datetime import date, timedelta
 import dagster as dg
 
 from flower_assets import settings
+from flower_assets.sample.days import SAMPLE_PERIOD
 from flower_assets.steps.report import dates_between
 
 SEOUL_TIMEZONE = "Asia/Seoul"
 
-auction_date_partitions = dg.DailyPartitionsDefinition(
-    start_date=settings.start_date().isoformat(), timezone=SEOUL_TIMEZONE, fmt="%Y-%m-%d"
-)
+
+def partition_bounds() -> tuple[date, date | None]:
+    """The first auction-date partition and the last one (None: yesterday in Seoul)."""
+    if settings.sample_mode():
+        return SAMPLE_PERIOD
+    return settings.start_date(), None
+
+
+def partitions_label() -> str:
+    """Where the auction-date partitions run, in words, for messages that refuse a date."""
+    first, last = partition_bounds()
+    if last is not None:
+        return f"the sample period {first} to {last} (set {settings.API_KEY_ENV} for live dates)"
+    yesterday = auction_date_partitions.get_last_partition_key() or "yesterday"
+    return f"{first} ({settings.START_DATE_ENV}) to {yesterday} (yesterday in {SEOUL_TIMEZONE})"
+
+
+def _partitions() -> dg.DailyPartitionsDefinition:
+    first, last = partition_bounds()
+    return dg.DailyPartitionsDefinition(
+        start_date=first.isoformat(),
+        # Dagster's end date is exclusive.
+        end_date=None if last is None else (last + timedelta(days=1)).isoformat(),
+        timezone=SEOUL_TIMEZONE,
+        fmt="%Y-%m-%d",
+    )
+
+
+auction_date_partitions = _partitions()
 
 
 def auction_dates(context: dg.AssetExecutionContext) -> list[date]:

@@ -24,6 +24,9 @@ class Check:
     # A date that fails it fails the run: its step raises once it has judged every date. Not
     # Dagster's `blocking`, which would also skip the steps after it (the masters' checks).
     fails_run: bool = False
+    # Says something on a date without auction (an empty answer, a closed day); the others have
+    # nothing to judge there, and their result says so instead of "0 of 0 records".
+    judges_empty_dates: bool = False
 
     @property
     def full_description(self) -> str:
@@ -45,6 +48,7 @@ RAW_CHECKS = (
         "Items carry exactly the documented fields (lvNm, not lv …) and only the four known "
         "categories. Tolerates nothing: one drifting item fails the date.",
         blocking=True,
+        judges_empty_dates=True,
     ),
     Check(
         "rejected_share_within_threshold",
@@ -56,6 +60,7 @@ RAW_CHECKS = (
         "answer_complete",
         "Each category's answer is one page, or its pages repeat no row: ties in totQty reorder "
         "rows between calls, so a repeated row means the walk skipped as many.",
+        judges_empty_dates=True,
     ),
     Check(
         "no_duplicate_keys",
@@ -68,17 +73,20 @@ RAW_CHECKS = (
     Check(
         "expected_auction_day",
         "A category silent on a weekday it traded on in 6 of the last 8 same weekdays is "
-        "flagged, so a gap is never taken for a holiday unseen.",
+        "flagged, so a gap is never taken for a holiday unseen; on a Korean public holiday "
+        "(the market is closed: lunar, substitute and election days included) it passes "
+        "naming the holiday.",
         severity=WARN,
+        judges_empty_dates=True,
     ),
 )
 
 
-def _master_checks(things: str, scope: str) -> tuple[Check, ...]:
+def _master_checks(thing: str, things: str, scope: str) -> tuple[Check, ...]:
     return (
         Check(
             "no_lookalike_names",
-            f"No {things[:-1]} traded on the date has a name that differs from another's "
+            f"No {thing} traded on the date has a name that differs from another's "
             f"within its {scope} only in Unicode form (NFC/NFD) or invisible characters: such "
             "twins split one price history.",
         ),
@@ -91,8 +99,8 @@ def _master_checks(things: str, scope: str) -> tuple[Check, ...]:
     )
 
 
-FLOWER_TYPES_CHECKS = _master_checks("items", "category")
-FLOWERS_CHECKS = _master_checks("varieties", "item")
+FLOWER_TYPES_CHECKS = _master_checks("item", "items", "category")
+FLOWERS_CHECKS = _master_checks("variety", "varieties", "item")
 BIDDING_CHECKS = (
     Check(
         "auction_date_loaded",
@@ -100,6 +108,7 @@ BIDDING_CHECKS = (
         "failed (error code, HTTP, unreadable answer, quota), its answer is blocked, or "
         "loading it failed; the tables keep their previous version of the date meanwhile.",
         fails_run=True,
+        judges_empty_dates=True,
     ),
     Check(
         "prices_ordered",
@@ -142,6 +151,7 @@ BUILT_ON_CURRENT_HISTORY = Check(
     "The date's market rows were built from the auction records its history holds now: each "
     "category's records up to the date. Fails when any of them was first loaded, corrected "
     "or removed after the build, whatever the order or the run, until the date is rebuilt.",
+    judges_empty_dates=True,
 )
 DAILY_ITEM_PRICES_CHECKS = (
     BUILT_ON_CURRENT_HISTORY,

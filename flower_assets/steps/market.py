@@ -37,6 +37,7 @@ from flower_assets.warehouse.schemas import (
     CATEGORY_PRICE_INDEX,
     DAILY_ITEM_PRICES,
     MARKET_BUILDS,
+    PROCESS_LOGS,
     RECORD_DIGESTS,
     VARIETY_PRICE_CHANGES,
     CategoryPriceIndex,
@@ -46,7 +47,8 @@ from flower_assets.warehouse.schemas import (
 
 LINK_COLUMNS = ["auction_date", "flower_gubn", "chain_link", "matched_pairs", "quantity_share"]
 # Numeric metadata key of each category's index value (drawn over the dates in the UI's Plots).
-INDEX_METADATA = {c.korean_name: f"index_{c.name.lower()}" for c in Category}
+# Categories go by their Korean names in every metadata entry, as in the tables (flower_gubn).
+INDEX_METADATA = {c.korean_name: f"index_{c.korean_name}" for c in Category}
 
 
 def _records(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
@@ -243,9 +245,13 @@ def report_html(wh: Warehouse, first: date, last: date) -> str:
 
 
 def latest_report_period(wh: Warehouse) -> tuple[date, date] | None:
-    """The period of the report kept current: `REPORT_DAYS` up to the latest market date."""
-    last = wh.last_auction_date(CATEGORY_PRICE_INDEX)
+    """The period of the report kept current: `REPORT_DAYS` up to the latest loaded date.
+
+    Loaded dates include those without an auction, so the period ends on the date last loaded
+    (a Saturday, say), not on the last date that traded. None while no date is loaded.
+    """
+    last = wh.last_auction_date(PROCESS_LOGS)
     if last is None:
         return None
-    first_built = wh.first_auction_date(CATEGORY_PRICE_INDEX)
-    return max(first_built, last - timedelta(days=REPORT_DAYS - 1)), last
+    first_loaded = wh.first_auction_date(PROCESS_LOGS)
+    return max(first_loaded, last - timedelta(days=REPORT_DAYS - 1)), last

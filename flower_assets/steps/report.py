@@ -34,6 +34,19 @@ class Markdown(str):
     """A metadata text to show as Markdown."""
 
 
+class Link(str):
+    """A metadata text to show as a link."""
+
+
+# Metadata key that explains the zeros of a date without auction.
+NO_AUCTION = "auction"
+
+
+def no_auction(day: date) -> str:
+    """Why a date holds no rows, in the words its zeros are shown with."""
+    return f"no auction on {day} ({day:%A})"
+
+
 class StepFailed(Exception):
     """A step's error, naming the step, its auction dates and the warehouse."""
 

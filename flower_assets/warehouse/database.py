@@ -305,8 +305,15 @@ class Warehouse(ABC):
         """The earliest auction date a partitioned table holds, or None if it is empty."""
         return self._auction_date(f"SELECT min(auction_date) FROM {table.name}")
 
-    def _auction_date(self, sql: str) -> date | None:
-        return self._frame({"auction_date": pl.Date}, self._fetch(sql))["auction_date"][0]
+    def latest_auction_before(self, day: date) -> date | None:
+        """The latest auction date before `day` whose answer held any rows, or None."""
+        return self._auction_date(
+            f"SELECT max(auction_date) FROM {RAW.name} WHERE auction_date < {self._placeholder}",
+            (self._date_param(day),),
+        )
+
+    def _auction_date(self, sql: str, params: tuple = ()) -> date | None:
+        return self._frame({"auction_date": pl.Date}, self._fetch(sql, params))["auction_date"][0]
 
     def read_sql(
         self, sql_name: str, params: tuple, schema: Mapping[str, pl.DataType]

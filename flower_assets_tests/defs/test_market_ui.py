@@ -135,7 +135,7 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
                     assert stale(ui, asset, day) == "FRESH", (asset, day)
             assert_checks_passed(ui)
             shown = ui.materialization_metadata("category_price_index", "2024-05-10")
-            assert isinstance(shown["index_cut_flowers"], float)
+            assert isinstance(shown["index_절화"], float)
 
             # Late settlement of 2024-05-08, re-fetched by the auction job alone.
             prices["2024-05-08"] = 14_000
