@@ -73,6 +73,7 @@ class Ui:
                     ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text }
                     ... on BoolMetadataEntry { boolValue } ... on JsonMetadataEntry { jsonString }
                     ... on MarkdownMetadataEntry { mdStr } ... on FloatMetadataEntry { floatValue }
+                    ... on UrlMetadataEntry { url }
                   } } } } }""",
             key={"path": [asset]},
             partition=partition,
