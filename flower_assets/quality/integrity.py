@@ -14,6 +14,7 @@ import polars as pl
 
 from flower_assets.source.categories import KOREAN_NAMES
 from flower_assets.source.envelope import ITEM_FIELDS, KEY_FIELDS
+from flower_assets.source.market_calendar import public_holiday
 from flower_assets.transform.names import canonical_name
 from flower_assets.transform.raw import item_fields, rows_per_category
 
@@ -294,7 +295,18 @@ def expected_auction_day(day: date, rows_today: dict[str, int], history: pl.Data
     """A category silent on a weekday it has traded on most of the recent same weekdays.
 
     `history` holds `auction_date, flower_gubn, rows` for earlier dates (only dates with rows).
+    On a Korean public holiday the market is closed (`market_calendar`): no category is
+    expected, and the summary names the holiday.
     """
+    holiday = public_holiday(day)
+    if holiday is not None:
+        traded = [name for name in KOREAN_NAMES if rows_today.get(name, 0)]
+        summary = (
+            f"{day} is a public holiday ({holiday}), yet {', '.join(traded)} traded"
+            if traded
+            else f"no auction on {day}: public holiday ({holiday})"
+        )
+        return Outcome(True, summary, {"weekday": day.strftime("%A"), "public_holiday": holiday})
     weekdays = [day - timedelta(weeks=n) for n in range(1, WEEKDAY_LOOKBACK + 1)]
     traded = history.filter(pl.col("auction_date").is_in(weekdays) & (pl.col("rows") > 0))
     traded_days = dict(

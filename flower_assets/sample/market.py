@@ -2,17 +2,24 @@
 
 It generates sample mode's days (`sample.days`) and the benchmarks' fake server. Days follow the
 market's calendar (cut flowers Mon/Wed/Fri, foliage Tue/Thu, orchids Tue/Fri, spring orchids on
-the second Friday of a month; nothing on Sundays and public holidays), names are real-looking
-Korean item, variety and grade names, and each row is aggregated the way the server does it:
-max/min over lots, summed quantity and amount, avg = round(total / quantity).
+the second Friday of a month; nothing on Sundays and Korean public holidays, the calendar
+`expected_auction_day` knows too: `source.market_calendar`), names are real-looking Korean
+item, variety and grade names, and each row is aggregated the way the server does it: max/min
+over lots, summed quantity and amount, avg = round(total / quantity).
+
+Like a real market it trades mostly the same varieties from one auction day to the next: each
+variety is in season for a stretch of weeks (a cycle of its own), misses an auction now and
+then, and comes in its usual grades; so the price index's links rest on most of a day's
+quantity, and prices move against their own history no more than the checks tolerate.
 
 Its seasons, relative to an ordinary day: graduation (February) and the days before Parents'
-Day (May 1-8) fetch 1.5x the price, February also trades more; July and August are a lull with
-fewer rows, fewer lots per row and lower prices, cut flowers most. On top, every item's price
-drifts smoothly from week to week (a category-wide wave and the item's own). Everything is
-seeded by date, category and item, so any day is the same bytes every time; the first sample
-week (2024-05-06 … 2024-05-12) is drift week 0 and an ordinary May week, so these effects leave
-its answers exactly as they were first shipped (pinned by the sample tests).
+Day (May 8) fetch up to 1.5x the price, reached and left over days, except that it falls at
+once after Parents' Day; February also trades more; July and August are a lull with fewer rows,
+fewer lots per row and lower prices, cut flowers most. On top, every item's price drifts
+smoothly from week to week (a category-wide wave and the item's own). Everything is seeded by
+date, category, item and variety, so any day is the same bytes every time (the first sample
+week, 2024-05-06 … 2024-05-12, is pinned by the sample tests); its checks pass on every sample
+date (`flower_assets_tests/sample/test_sample_passes_checks.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ import math
 import random
 import zlib
 from datetime import date
+from functools import lru_cache
+from itertools import pairwise
 
 from flower_assets.source.categories import Category
+from flower_assets.source.market_calendar import market_closed
 
 _CUT_ITEMS = (
     "장미",
@@ -160,18 +170,6 @@ _WEEKDAYS: dict[Category, frozenset[int]] = {
     Category.FOLIAGE: frozenset({1, 3}),
     Category.ORCHIDS: frozenset({1, 4}),
 }
-# Fixed-date public holidays, plus the lunar / substitute ones of the sample period.
-_FIXED_HOLIDAYS = {(1, 1), (3, 1), (5, 5), (6, 6), (8, 15), (10, 3), (10, 9), (12, 25)}
-_OTHER_HOLIDAYS = {
-    date(2024, 5, 6),
-    date(2024, 5, 15),
-    date(2024, 9, 16),
-    date(2024, 9, 17),
-    date(2024, 9, 18),
-    date(2024, 2, 9),
-    date(2024, 2, 12),
-    date(2024, 4, 10),  # National Assembly election day
-}
 # How much trades (share of varieties traded, lots per row) relative to an ordinary day.
 _GRADUATION_ACTIVITY = {
     Category.CUT_FLOWERS: 1.25,
@@ -191,17 +189,31 @@ _SUMMER_PRICE = {
     Category.ORCHIDS: 0.9,
     Category.SPRING_ORCHIDS: 0.95,
 }
+# The share of varieties that trade on an ordinary day; of those in season, the share absent on
+# a given auction day; of a variety's usual grades, the share absent on a given day.
+_TRADED = 0.55
+_ABSENT = 0.08
+_GRADE_ABSENT = 0.12
+# How long a variety's cycle of being in season and out of it lasts, in days.
+_SEASON_DAYS: dict[Category, tuple[float, float]] = {
+    Category.CUT_FLOWERS: (42.0, 120.0),
+    Category.FOLIAGE: (90.0, 240.0),
+    Category.ORCHIDS: (90.0, 240.0),
+    Category.SPRING_ORCHIDS: (240.0, 480.0),
+}
+# Dear seasons: (month, day) and the price multiplier on it; linear in between. Graduation
+# ceremonies and Valentine's Day fill February; carnations climb towards Parents' Day (May 8).
+_DEAR_SEASONS = (
+    (((1, 20), 1.0), ((2, 5), 1.5), ((2, 20), 1.5), ((3, 10), 1.0)),
+    (((4, 22), 1.0), ((5, 4), 1.5), ((5, 8), 1.5), ((5, 9), 1.0)),
+)
 # Price drift is counted in Monday-to-Sunday weeks from here; week 0 has no drift.
 _DRIFT_EPOCH = date(2024, 5, 6)
 
 
-def is_holiday(day: date) -> bool:
-    return day.weekday() == 6 or (day.month, day.day) in _FIXED_HOLIDAYS or day in _OTHER_HOLIDAYS
-
-
 def trades(day: date, category: Category) -> bool:
     """Whether the market auctions this category on this day."""
-    if is_holiday(day):
+    if market_closed(day):
         return False
     if category is Category.SPRING_ORCHIDS:
         return day.weekday() == 4 and 8 <= day.day <= 14
@@ -213,11 +225,19 @@ def _rng(*parts: object) -> random.Random:
 
 
 def price_season(day: date, category: Category) -> float:
-    """The season's price multiplier: graduation and Parents' Day dear, the summer lull cheap."""
-    if (day.month == 5 and day.day <= 8) or day.month == 2:
-        return 1.5
+    """The season's price multiplier: graduation and Parents' Day dear, the summer lull cheap.
+
+    Demand builds up and ebbs over days, not overnight: the multiplier moves linearly between
+    the points of `_DEAR_SEASONS` (1 outside them), except that it falls at once the day after
+    Parents' Day.
+    """
     if day.month in (7, 8):
         return _SUMMER_PRICE[category]
+    for points in _DEAR_SEASONS:
+        for ((m0, d0), low), ((m1, d1), high) in pairwise(points):
+            start, end = date(day.year, m0, d0), date(day.year, m1, d1)
+            if start <= day <= end:
+                return low + (high - low) * (day - start).days / (end - start).days
     return 1.0
 
 
@@ -259,6 +279,32 @@ def _varieties(category: Category, item: str, count: int) -> list[str]:
     return rng.sample(names, min(count, len(names)))
 
 
+@lru_cache(maxsize=1 << 18)
+def _in_season(category: Category, item: str, variety: str) -> tuple[float, float]:
+    """The variety's season: its cycle in days and where in it the epoch falls (0 … 1)."""
+    rng = _rng("season", category.code, item, variety)
+    return rng.uniform(*_SEASON_DAYS[category]), rng.random()
+
+
+def offered(day: date, category: Category, item: str, variety: str, share: float) -> bool:
+    """Whether the variety is in season on this day, so that growers send it to auction.
+
+    Each variety runs through a cycle of its own: it is in season for the first `share` of it,
+    a stretch of consecutive weeks, then out. `share` is the part of the varieties in season
+    on the day (the season's activity lowers it), so consecutive auction days trade mostly the
+    same varieties, as a real market does.
+    """
+    cycle, phase = _in_season(category, item, variety)
+    return (phase + (day - _DRIFT_EPOCH).days / cycle) % 1.0 < share
+
+
+@lru_cache(maxsize=1 << 18)
+def _usual_grades(item: str, variety: str, grades: tuple[str, ...]) -> tuple[str, ...]:
+    """The grades a variety is usually sorted into: at least two where there are two."""
+    rng = _rng("grades", item, variety)
+    return tuple(rng.sample(grades, rng.randint(min(2, len(grades)), len(grades))))
+
+
 def day_items(day: date, category: Category, volume: float = 1.0) -> list[dict[str, str]]:
     """The rows the server would answer for this day and category, ordered by quantity desc.
 
@@ -270,9 +316,11 @@ def day_items(day: date, category: Category, volume: float = 1.0) -> list[dict[s
     grades = _CUT_GRADES if category is Category.CUT_FLOWERS else _PLANT_GRADES
     rng = _rng("day", day.isoformat(), category.code)
     season, busy = price_season(day, category), activity(day, category)
-    # Both are exactly 1.0 on an ordinary day, so they leave its draws and prices untouched.
     max_lots = max(1, round(lots * 2 * busy))
     copies = max(1, round(volume))
+    # The share of varieties in season, so that with the day's absences 55% trade on an
+    # ordinary day (`busy` more or less in the seasons).
+    in_season = min(1.0, _TRADED * volume * busy / copies / (1 - _ABSENT))
     rows: list[dict[str, str]] = []
     for item in items:
         item_price = (
@@ -284,17 +332,21 @@ def day_items(day: date, category: Category, volume: float = 1.0) -> list[dict[s
         for copy in range(copies):
             suffix = "" if copy == 0 else str(copy + 1)
             for variety in _varieties(category, item, per_item):
-                if rng.random() > min(1.0, 0.55 * volume * busy / copies):
+                name = variety + suffix
+                # In season, and not missing today (a grower skipping one auction).
+                if not offered(day, category, item, name, in_season) or rng.random() < _ABSENT:
                     continue
                 variety_price = item_price * _rng("v", item, variety).uniform(0.6, 1.6)
-                for grade in rng.sample(grades, rng.randint(1, len(grades))):
+                usual = _usual_grades(item, name, grades)
+                today = [grade for grade in usual if rng.random() >= _GRADE_ABSENT] or [usual[0]]
+                for grade in today:
                     rows.append(
                         _row(
                             rng,
                             day,
                             category,
                             item,
-                            variety + suffix,
+                            name,
                             grade,
                             variety_price * _GRADE_FACTOR[grade],
                             max_lots,
@@ -317,7 +369,7 @@ def _row(
     per_lot: int,
 ) -> dict[str, str]:
     quantities = [rng.randint(1, per_lot * 2) for _ in range(rng.randint(1, max_lots))]
-    unit_prices = [max(100, int(round(price * rng.uniform(0.75, 1.25), -1))) for _ in quantities]
+    unit_prices = [max(100, int(round(price * rng.uniform(0.85, 1.15), -1))) for _ in quantities]
     total_qty = sum(quantities)
     total_amt = sum(q * p for q, p in zip(quantities, unit_prices, strict=True))
     return {

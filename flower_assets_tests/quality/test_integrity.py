@@ -131,8 +131,8 @@ def test_price_anomaly_needs_enough_history_and_ignores_later_dates():
     assert integrity.price_anomalies(records(avg_price=41_000), future, DAY).passed
 
 
-def calendar(category: str, weeks_traded: list[int]) -> pl.DataFrame:
-    days = [DAY - timedelta(weeks=w) for w in weeks_traded]
+def calendar(category: str, weeks_traded: list[int], on: date = DAY) -> pl.DataFrame:
+    days = [on - timedelta(weeks=w) for w in weeks_traded]
     return pl.DataFrame(
         {"auction_date": days, "flower_gubn": [category] * len(days), "rows": [500] * len(days)}
     )
@@ -153,6 +153,34 @@ def test_expected_auction_day_is_quiet_for_rare_categories_and_days_with_rows():
         DAY, {"절화": 700}, calendar("절화", list(range(1, 9)))
     ).passed
     assert integrity.expected_auction_day(DAY, {}, calendar("절화", [])).passed
+
+
+def test_expected_auction_day_passes_on_a_public_holiday_naming_it():
+    """The market is closed on Korean public holidays, lunar and substitute ones included."""
+    for holiday, weekday, name in (
+        (date(2024, 5, 15), "Wednesday", "부처님오신날"),  # Buddha's Birthday, lunar
+        (date(2024, 5, 6), "Monday", "어린이날 대체 휴일"),  # substitute for Children's Day
+        (date(2024, 4, 10), "Wednesday", "국회의원 선거일"),  # election day
+        (date(2024, 8, 15), "Thursday", "광복절"),
+    ):
+        usual = calendar("절화", list(range(1, 9)), on=holiday)
+        outcome = integrity.expected_auction_day(holiday, {"절화": 0}, usual)
+        assert outcome.passed, outcome.summary
+        assert outcome.summary == f"no auction on {holiday}: public holiday ({name})"
+        assert outcome.metadata == {"weekday": weekday, "public_holiday": name}
+    # The same silence a week later, an ordinary Wednesday, is still flagged.
+    ordinary = date(2024, 5, 22)
+    usual = calendar("절화", list(range(1, 9)), on=ordinary)
+    outcome = integrity.expected_auction_day(ordinary, {"절화": 0}, usual)
+    assert not outcome.passed
+    assert "절화 has no rows on Wednesday 2024-05-22 but traded on 8 of the last 8" in (
+        outcome.summary
+    )
+    # Rows on a holiday are no fault either; the summary says so.
+    traded = integrity.expected_auction_day(date(2024, 6, 6), {"관엽": 40}, usual)
+    assert traded.passed and traded.summary == (
+        "2024-06-06 is a public holiday (현충일), yet 관엽 traded"
+    )
 
 
 def master(names: list[str], first: list[date], last: list[date]) -> pl.DataFrame:
