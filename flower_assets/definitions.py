@@ -17,6 +17,7 @@ from flower_assets.defs.assets import (
     bidding_flowers,
     flower_auction_assets,
     flower_market,
+    market_inputs,
     market_report,
 )
 from flower_assets.defs.checks import flower_auction_checks, market_checks
@@ -63,12 +64,16 @@ flower_report_job = dg.define_asset_job(
     description="Write the market report of the last year of auction dates.",
 )
 
+# Checks alone give a job no partition set, so the UI would offer no Partitions tab to pick
+# dates in. With them, the job observes `market_inputs`: partitioned, it gives the job its
+# partition set, and its observation only reads the warehouse's digests (no table is written).
 flower_checks_job = dg.define_asset_job(
     "flower_checks_job",
-    selection=dg.AssetSelection.checks(*flower_auction_checks, *market_checks),
+    selection=dg.AssetSelection.checks(*flower_auction_checks, *market_checks)
+    | dg.AssetSelection.assets(market_inputs.key),
     partitions_def=auction_date_partitions,
     description="Judge the stored tables' checks again for the selected auction dates, without "
-    "fetching or rewriting anything.",
+    "fetching or rewriting anything (it observes market_inputs, which only reads).",
 )
 
 defs = dg.Definitions.merge(

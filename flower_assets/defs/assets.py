@@ -4,7 +4,7 @@ Every asset handles a range of auction dates in one run (backfills): `each_aucti
 its step (`flower_assets.steps`) for each date, which computes, writes and commits the date on
 its own, so a failure loses at most the date it was working on; then it records that date's own
 figures as the date's materialization, also when nothing was rewritten (`content_changed:
-false`). The checks of each asset are judged after it, per date, in `checks.py`.
+false`), with the data version of the date's content. The checks of each asset are judged after it, per date, in `checks.py`.
 """
 
 from collections.abc import Callable, Iterator
@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from flower_assets import settings
-from flower_assets.defs.checks import remember_raw_outcomes
+from flower_assets.defs.checks import latest_materialization_records, remember_raw_outcomes
 from flower_assets.defs.columns import definition_metadata
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
 from flower_assets.defs.resources import (
@@ -40,6 +40,7 @@ from flower_assets.steps.report import (
     dates_label,
     working_on,
 )
+from flower_assets.steps.versions import content_versions
 from flower_assets.warehouse.schemas import (
     BIDDING,
     CATEGORY_PRICE_INDEX,
@@ -57,9 +58,9 @@ API_POOL = "flower_api"
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=100)
 # Run tag that makes the normalizing assets recompute dates whose raw content did not change.
 RECOMPUTE_TAG = "flower/recompute"
-# Bump when an asset's transformation changes: Dagster then shows the tables downstream of it
-# as unsynced. Data versions follow from code versions alone, the same in single-date and
-# ranged runs; an unchanged re-fetch leaves nothing unsynced.
+# Bump when an asset's transformation changes: Dagster then shows the asset as unsynced. Each
+# auction date's data version is a digest of its stored content (`materialized`), the same in
+# single-date and ranged runs: an unchanged re-run, of any assets, leaves nothing unsynced.
 CODE_VERSION = "2"
 
 
@@ -90,7 +91,7 @@ def each_auction_date(
     load: Callable[[date], DateReport],
     location: str,
     secret: str | None = None,
-) -> None:
+) -> dict[date, dict[str, object]]:
     """For each auction date of the run: compute and write it (`load`), then record it.
 
     A date that fails holds back no other: its cause is logged and recorded as its metadata,
@@ -98,6 +99,7 @@ def each_auction_date(
     ends failed through the check `auction_date_loaded`, which names each such date.
     """
     asset = context.asset_key.to_user_string()
+    recorded = {}
     for day in days:
         try:
             report = load(day)
@@ -108,7 +110,8 @@ def each_auction_date(
                 f"{cause}"
             )
             report = DateReport({LOAD_FAILED: cause, "content_changed": False})
-        record(context, day, report)
+        recorded[day] = record(context, day, report)
+    return recorded
 
 
 def record(
@@ -116,7 +119,7 @@ def record(
     day: date,
     report: DateReport,
     asset_key: dg.AssetKey | None = None,
-) -> None:
+) -> dict[str, object]:
     """A date's report as that date's materialization metadata and log lines."""
     for level, message in report.messages:
         getattr(context.log, level)(message)
@@ -125,6 +128,73 @@ def record(
         for name, value in report.metadata.items()
     }
     context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=day.isoformat())
+    return metadata
+
+
+# Dagster's tags of a materialization's data version and provenance, as its event log stores
+# them and the public `dg.DataProvenance.from_tags` reads them back (tested in test_versions.py).
+_DATA_VERSION_TAG = "dagster/data_version"
+_USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
+_CODE_VERSION_TAG = "dagster/code_version"
+_INPUT_VERSION_TAG = "dagster/input_data_version"
+_INPUT_POINTER_TAG = "dagster/input_event_pointer"
+
+
+def content_version_tags(
+    code_version: str,
+    version: str,
+    inputs: dict[dg.AssetKey, dg.EventLogRecord | None],
+) -> dict[str, str]:
+    """A date's data version with its provenance: each input's version and event of that date."""
+    tags = {
+        _CODE_VERSION_TAG: code_version,
+        _DATA_VERSION_TAG: version,
+        _USER_PROVIDED_TAG: "true",
+    }
+    for key, record in sorted(inputs.items(), key=lambda item: item[0].to_user_string()):
+        event = record.asset_materialization if record is not None else None
+        name = key.to_user_string()
+        version = (event.tags or {}).get(_DATA_VERSION_TAG) if event else None
+        tags[f"{_INPUT_VERSION_TAG}/{name}"] = version or "INITIAL"
+        tags[f"{_INPUT_POINTER_TAG}/{name}"] = str(record.storage_id) if record else "NULL"
+    return tags
+
+
+def materialized(
+    context: dg.AssetExecutionContext,
+    result: dg.MaterializeResult,
+    recorded: dict[date, dict[str, object]],
+    versions: dict[date, str],
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    """The run's result, then each date once more, as its latest materialization, with the data
+    version of its content (`steps.versions`).
+
+    A data version on a `MaterializeResult` would apply to every date of a ranged run, and the
+    one Dagster computes depends on the run's range: a single-date run of an unchanged date (the
+    UI's Materialize) gave it a new version, and everything downstream showed stale. Each date's
+    own materialization carries its own version, so an unchanged date keeps its version, whatever
+    the run's range or asset selection; a real change still gives it a new one. Its provenance
+    points at each input's latest materialization of the same date, as Dagster's would.
+    """
+    yield result
+    spec = context.assets_def.get_asset_spec(context.asset_key)
+    partitions = [day.isoformat() for day in recorded]
+    inputs = {
+        dep.asset_key: latest_materialization_records(context.instance, dep.asset_key, partitions)
+        for dep in spec.deps
+    }
+    for day, metadata in recorded.items():
+        key = day.isoformat()
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=key,
+            metadata={**(result.metadata or {}), **metadata},
+            tags=content_version_tags(
+                spec.code_version or CODE_VERSION,
+                versions[day],
+                {dep: records.get(key) for dep, records in inputs.items()},
+            ),
+        )
 
 
 def _recompute(context: dg.AssetExecutionContext) -> bool:
@@ -143,7 +213,7 @@ def public_bidding_flowers(
     at_api: AtApiResource,
     warehouse: WarehouseResource,
     quarantine_threshold: QuarantineThreshold,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
     """Fetch each auction date's answer, judge it, and store it verbatim."""
     days = auction_dates(context)
     if at_api.sample_mode:
@@ -168,14 +238,16 @@ def public_bidding_flowers(
             at_api.key,
         )
         try:
-            each_auction_date(context, days, step.load, wh.location, at_api.key)
+            recorded = each_auction_date(context, days, step.load, wh.location, at_api.key)
         finally:  # the raw checks of this run judge what was stored, also after a failure
             for day, outcomes in step.outcomes.items():
                 remember_raw_outcomes(context.run_id, wh.location, day, outcomes)
+        versions = content_versions(wh, days, RAW.name)
         location = wh.location
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         metadata={"run_auction_dates": dates_label(days), "warehouse": location}
     )
+    yield from materialized(context, result, recorded, versions)
 
 
 @dg.asset(
@@ -184,16 +256,18 @@ def public_bidding_flowers(
 )
 def flower_types(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
     """Add the items each auction date saw to the item master."""
     days = auction_dates(context)
     with working_on(FLOWER_TYPES.name, days, warehouse.location), warehouse.open() as wh:
         step = MasterStep(wh, days, FLOWER_TYPES, context.run_id, _recompute(context))
-        each_auction_date(context, days, step.load, wh.location)
+        recorded = each_auction_date(context, days, step.load, wh.location)
         size = wh.row_count(FLOWER_TYPES)
-    return dg.MaterializeResult(
+        versions = content_versions(wh, days, FLOWER_TYPES.name)
+    result = dg.MaterializeResult(
         metadata={"run_auction_dates": dates_label(days), "items_in_master": size}
     )
+    yield from materialized(context, result, recorded, versions)
 
 
 @dg.asset(
@@ -202,16 +276,18 @@ def flower_types(
 )
 def flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
     """Add the varieties each auction date saw to the variety master."""
     days = auction_dates(context)
     with working_on(FLOWERS.name, days, warehouse.location), warehouse.open() as wh:
         step = MasterStep(wh, days, FLOWERS, context.run_id, _recompute(context))
-        each_auction_date(context, days, step.load, wh.location)
+        recorded = each_auction_date(context, days, step.load, wh.location)
         size = wh.row_count(FLOWERS)
-    return dg.MaterializeResult(
+        versions = content_versions(wh, days, FLOWERS.name)
+    result = dg.MaterializeResult(
         metadata={"run_auction_dates": dates_label(days), "varieties_in_master": size}
     )
+    yield from materialized(context, result, recorded, versions)
 
 
 @dg.asset(
@@ -222,13 +298,15 @@ def flowers(
 )
 def bidding_flowers(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
     """Replace each auction date's records and quarantine with those of its raw rows."""
     days = auction_dates(context)
     with working_on(BIDDING.name, days, warehouse.location), warehouse.open() as wh:
         step = RecordsStep(wh, days, context.run_id, _recompute(context))
-        each_auction_date(context, days, step.load, wh.location)
-    return dg.MaterializeResult(metadata={"run_auction_dates": dates_label(days)})
+        recorded = each_auction_date(context, days, step.load, wh.location)
+        versions = content_versions(wh, days, BIDDING.name)
+    result = dg.MaterializeResult(metadata={"run_auction_dates": dates_label(days)})
+    yield from materialized(context, result, recorded, versions)
 
 
 flower_auction_assets = [public_bidding_flowers, flower_types, flowers, bidding_flowers]
