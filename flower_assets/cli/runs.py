@@ -1,11 +1,18 @@
-"""Runs started by the `flower-assets` CLI: who they are, and what a killed one leaves behind.
+"""Which process runs each run, and what a killed one leaves behind.
 
-A CLI run executes in the CLI's own process, outside any run launcher, so nothing in Dagster
-notices when that process is killed: the run stays "started" for ever and keeps its slot of the
-`flower_api` pool, and every later run waits for that slot, silently. Each CLI run is therefore
-tagged with its host and process id; before starting, the CLI marks runs of this host whose
-process is gone as failed and frees their slots, and waits for a live holder itself, saying for
-which run it waits (and Ctrl-C ends that wait like any other).
+A run executed inside a CLI process (`flower-assets materialize`, `dagster asset materialize`)
+has no run launcher, and Dagster's default run launcher (daemon, UI) cannot check its workers'
+health either: when the process is killed (kill -9, OOM, a lost machine), nothing in Dagster
+notices. The run stays "started" for ever and keeps its slot of the `flower_api` pool, and every
+later run waits for that slot, silently.
+
+Each run is therefore tagged with its host, process id and the process's start time: the
+`flower-assets` CLI tags its runs when it creates them, and the auction steps tag the run they
+run in, whoever launched it (`record_process`). A run of this host whose process is gone (or
+whose process id now belongs to another process) is marked failed and its pool slots freed
+(`release_dead_runs`): by the `release_dead_runs` sensor that dagster-daemon evaluates every 30 s,
+by the CLI before it starts a run, and by `flower-assets runs release`. A run of another host is
+never judged: its process cannot be seen from here.
 """
 
 from __future__ import annotations
@@ -14,21 +21,73 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
-HOST_TAG = "flower/cli_host"
-PID_TAG = "flower/cli_pid"
+HOST_TAG = "flower/host"
+PID_TAG = "flower/pid"
+# The process's start time (clock ticks since boot, /proc/<pid>/stat): a process id reused by a
+# later process does not keep a dead run alive. Absent where /proc is not.
+PID_START_TAG = "flower/pid_start"
+# Tags of runs started by flower-assets before these (host, pid): still read.
+_OLD_TAGS = ("flower/cli_host", "flower/cli_pid")
 # Statuses of a run that may still hold a pool slot.
-_ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """The process's state letter and start time, or None without /proc or such a process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return fields[0], fields[19]
 
 
 def process_tags() -> dict[str, str]:
-    """Tags that let a later CLI run tell whether this process is still alive."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    """Tags that let a later check tell whether this process still runs the run."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    if stat := _stat(os.getpid()):
+        tags[PID_START_TAG] = stat[1]
+    return tags
 
 
-def _alive(pid: int) -> bool:
+_recorded: set[str] = set()
+
+
+def record_process(context: dg.AssetExecutionContext) -> None:
+    """Tag the run this step runs in with its process (once per run and process).
+
+    The steps run in the run's own process (in_process_executor), so this names the process
+    that holds the run's pool slots, whoever launched the run.
+    """
+    if context.run_id in _recorded:
+        return
+    tags = process_tags()
+    if any(context.run.tags.get(k) != v for k, v in tags.items()):
+        context.instance.add_run_tags(context.run_id, tags)
+    _recorded.add(context.run_id)
+
+
+def _process_of(run: dg.DagsterRun) -> tuple[str, int, str | None] | None:
+    """(host, pid, start time) recorded for the run, or None if none was."""
+    host = run.tags.get(HOST_TAG) or run.tags.get(_OLD_TAGS[0])
+    pid = run.tags.get(PID_TAG) or run.tags.get(_OLD_TAGS[1])
+    if not host or not pid:
+        return None
+    return host, int(pid), run.tags.get(PID_START_TAG)
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if stat := _stat(pid):
+        state, start = stat
+        # A zombie has ended (its parent has not reaped it yet); another start time: reused.
+        return state != "Z" and (started is None or start == started)
+    if Path("/proc/self/stat").exists():
+        return False  # /proc is there, the process is not
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -38,24 +97,75 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark this host's CLI runs whose process is gone as failed and free their pool slots."""
-    released = []
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(statuses=_ACTIVE, tags={HOST_TAG: socket.gethostname()})
-    )
-    for run in runs:
-        pid = int(run.tags.get(PID_TAG, "0"))
-        if pid and (pid == os.getpid() or _alive(pid)):
+def _pools_held(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    held = []
+    for pool in sorted(storage.get_concurrency_keys()):
+        info = storage.get_concurrency_info(pool)
+        if any(s.run_id == run_id for s in info.claimed_slots) or any(
+            s.run_id == run_id for s in info.pending_steps
+        ):
+            held.append(pool)
+    return held
+
+
+@dataclass
+class Review:
+    """What one look at this host's runs did: released runs, and the runs left alone, why."""
+
+    released: list[str] = field(default_factory=list)  # run ids
+    said: list[str] = field(default_factory=list)  # one line per released run
+    left_alone: list[str] = field(default_factory=list)  # one line per run not judged
+
+
+def review_runs(instance: dg.DagsterInstance, by: str) -> Review:
+    """Mark this host's runs whose process is gone as failed and free their pool slots.
+
+    `by` names who does it, for the run's failure message. Runs of other hosts, and runs no step
+    has tagged yet, are left alone (a live run is never marked failed).
+    """
+    here = socket.gethostname()
+    review = Review()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE)):
+        process = _process_of(run)
+        if process is None:
+            review.left_alone.append(
+                f"run {run.run_id} ({run.job_name}): its process is not recorded yet; left alone"
+            )
             continue
+        host, pid, started = process
+        if host != here:
+            review.left_alone.append(
+                f"run {run.run_id} ({run.job_name}): its process {pid} is on host {host}, not "
+                f"this host ({here}); left alone"
+            )
+            continue
+        if _alive(pid, started):
+            continue
+        current = instance.get_run_by_id(run.run_id)
+        if current is None or current.status not in ACTIVE:
+            continue  # it ended meanwhile
+        pools = _pools_held(instance, run.run_id)
+        freed = f"freed its {', '.join(pools)} slot" if pools else "it held no pool slot"
         instance.report_run_failed(
-            run,
-            f"The flower-assets process {pid} that ran this run is gone (killed or crashed); "
-            "marked failed by a later flower-assets run, which freed its pool slots.",
+            current,
+            f"Its process {pid} on {host} is gone (killed or crashed): marked failed by {by}; "
+            f"{freed}.",
         )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        released.append(run.run_id)
-    return released
+        review.released.append(run.run_id)
+        review.said.append(
+            f"marked run {run.run_id} ({run.job_name}) failed: its process {pid} on {host} is "
+            f"gone; {freed}"
+        )
+    return review
+
+
+def release_dead_runs(instance: dg.DagsterInstance, by: str = "flower-assets") -> list[str]:
+    """The run ids `review_runs` marked failed."""
+    return review_runs(instance, by).released
 
 
 def holders(instance: dg.DagsterInstance, pool: str) -> set[str]:
@@ -66,11 +176,54 @@ def holders(instance: dg.DagsterInstance, pool: str) -> set[str]:
     return set(info.active_run_ids)
 
 
+RELEASE_COMMAND = "flower-assets runs release"
+
+
+def wait_advice(instance: dg.DagsterInstance, pool: str, waiting_run_id: str | None) -> str | None:
+    """What a run waiting for the pool waits for, and what to do about it; None: no holder."""
+    info = instance.event_log_storage.get_concurrency_info(pool)
+    held = ({s.run_id for s in info.claimed_slots} | info.assigned_run_ids) - {waiting_run_id}
+    lines = []
+    here = socket.gethostname()
+    for run_id in sorted(held):
+        run = instance.get_run_by_id(run_id)
+        process = _process_of(run) if run is not None else None
+        holder = describe(instance, run_id)
+        if run is None or run.status not in ACTIVE:
+            lines.append(
+                f"{holder} has ended; dagster-daemon frees its slot 30 s after its end "
+                "(run_monitoring.free_slots_after_run_end_seconds)."
+            )
+        elif process is None:
+            lines.append(
+                f"{holder} has not recorded its process: if it is gone, terminate the run in the "
+                f"UI (Terminate, force) or free its slot under Deployment > Concurrency > {pool}."
+            )
+        elif process[0] != here:
+            lines.append(
+                f"{holder} runs on another host: if that machine is lost, terminate the run in "
+                f"the UI (Terminate, force) or free its slot under Deployment > Concurrency > {pool}."
+            )
+        elif _alive(process[1], process[2]):
+            lines.append(f"{holder} is running: this run goes on once it ends.")
+        else:
+            lines.append(
+                f"{holder}: its process is gone (killed or crashed), but the run still holds the "
+                f"slot. dagster-daemon (its sensor release_dead_runs) marks it failed and frees "
+                f"the slot within a minute; without the daemon run `{RELEASE_COMMAND}` (same "
+                "DAGSTER_HOME) and this run goes on by itself."
+            )
+    if not lines:
+        return None
+    return f"Waiting for pool {pool}, held by " + " ".join(lines) + " Ctrl-C stops waiting."
+
+
 def describe(instance: dg.DagsterInstance, run_id: str) -> str:
     run = instance.get_run_by_id(run_id)
     if run is None:
         return f"run {run_id} (not in this instance)"
-    where = f", process {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}" if PID_TAG in run.tags else ""
+    process = _process_of(run)
+    where = f", process {process[1]} on {process[0]}" if process else ""
     return f"run {run_id} of {run.job_name} ({run.status.value}{where})"
 
 
