@@ -471,6 +471,17 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    """Mark this host's runs whose process is gone failed and free their pool slots."""
+    with local_instance() as instance:
+        review = runs.review_runs(instance, by=runs.RELEASE_COMMAND)
+    for line in review.said + review.left_alone:
+        print(line[0].upper() + line[1:] + ".")
+    if not review.said:
+        print("No run of this host has lost its process; nothing to release.")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     first, last = SAMPLE_PERIOD
     parser = argparse.ArgumentParser(prog="flower-assets", description=__doc__)
@@ -522,6 +533,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrations is adopted); current: print its revision",
     )
     db.set_defaults(handler=_db)
+    dead = commands.add_parser(
+        "runs",
+        help="release: mark this host's runs whose process is gone (kill -9, OOM) failed and free "
+        "their pool slots (dagster-daemon does it every 30 s; this is for when it is not running)",
+    )
+    dead.add_argument("action", choices=["release"])
+    dead.set_defaults(handler=_runs)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
