@@ -36,12 +36,16 @@ from flower_assets.steps.normalizing import MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
 from flower_assets.steps.report import (
     LOAD_FAILED,
+    NO_AUCTION,
     DateReport,
+    Link,
     Markdown,
     dates_label,
+    no_auction,
     working_on,
 )
 from flower_assets.steps.versions import content_versions
+from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     BIDDING,
     CATEGORY_PRICE_INDEX,
@@ -90,7 +94,7 @@ def each_auction_date(
     context: dg.AssetExecutionContext,
     days: list[date],
     load: Callable[[date], DateReport],
-    location: str,
+    wh: Warehouse,
     secret: str | None = None,
 ) -> dict[date, dict[str, object]]:
     """For each auction date of the run: compute and write it (`load`), then record it.
@@ -108,12 +112,26 @@ def each_auction_date(
         except Exception as exc:
             cause = redact(f"{type(exc).__name__}: {exc}", secret)
             context.log.error(
-                f"{asset} {day}: not loaded, its previous version stays (warehouse {location}): "
-                f"{cause}"
+                f"{asset} {day}: not loaded, its previous version stays (warehouse "
+                f"{wh.location}): {cause}"
             )
             report = DateReport({LOAD_FAILED: cause, "content_changed": False})
-        recorded[day] = record(context, day, report)
+        recorded[day] = record(context, day, explained(wh, asset, day, report))
     return recorded
+
+
+def explained(wh: Warehouse, asset: str, day: date, report: DateReport) -> DateReport:
+    """A date's report whose zeros say why: no auction that day, and the latest that had one."""
+    if report.metadata.get("dagster/row_count") != 0 or LOAD_FAILED in report.metadata:
+        return report
+    if any(wh.rows_per_category(RAW, day).values()):
+        return report  # an auction whose rows were all held back: the report says by what
+    said: dict[str, object] = {NO_AUCTION: no_auction(day)}
+    if (latest := wh.latest_auction_before(day)) is not None:
+        said["latest_auction_date"] = Link(
+            f"{settings.ui_base_url()}/assets/{asset}?view=partitions&partition={latest}"
+        )
+    return DateReport({**said, **report.metadata}, report.messages)
 
 
 def record(
@@ -125,12 +143,17 @@ def record(
     """A date's report as that date's materialization metadata and log lines."""
     for level, message in report.messages:
         getattr(context.log, level)(message)
-    metadata = {
-        name: dg.MetadataValue.md(value) if isinstance(value, Markdown) else value
-        for name, value in report.metadata.items()
-    }
+    metadata = {name: _metadata_value(value) for name, value in report.metadata.items()}
     context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=day.isoformat())
     return metadata
+
+
+def _metadata_value(value: object) -> object:
+    if isinstance(value, Markdown):
+        return dg.MetadataValue.md(value)
+    if isinstance(value, Link):
+        return dg.MetadataValue.url(value)
+    return value
 
 
 # Dagster's tags of a materialization's data version and provenance, as its event log stores
@@ -240,7 +263,7 @@ def public_bidding_flowers(
             at_api.key,
         )
         try:
-            recorded = each_auction_date(context, days, step.load, wh.location, at_api.key)
+            recorded = each_auction_date(context, days, step.load, wh, at_api.key)
         finally:  # the raw checks of this run judge what was stored, also after a failure
             for day, outcomes in step.outcomes.items():
                 remember_raw_outcomes(context.run_id, wh.location, day, outcomes)
@@ -263,7 +286,7 @@ def flower_types(
     days = auction_dates(context)
     with working_on(FLOWER_TYPES.name, days, warehouse.location), warehouse.open() as wh:
         step = MasterStep(wh, days, FLOWER_TYPES, context.run_id, _recompute(context))
-        recorded = each_auction_date(context, days, step.load, wh.location)
+        recorded = each_auction_date(context, days, step.load, wh)
         size = wh.row_count(FLOWER_TYPES)
         versions = content_versions(wh, days, FLOWER_TYPES.name)
     result = dg.MaterializeResult(
@@ -283,7 +306,7 @@ def flowers(
     days = auction_dates(context)
     with working_on(FLOWERS.name, days, warehouse.location), warehouse.open() as wh:
         step = MasterStep(wh, days, FLOWERS, context.run_id, _recompute(context))
-        recorded = each_auction_date(context, days, step.load, wh.location)
+        recorded = each_auction_date(context, days, step.load, wh)
         size = wh.row_count(FLOWERS)
         versions = content_versions(wh, days, FLOWERS.name)
     result = dg.MaterializeResult(
@@ -305,7 +328,7 @@ def bidding_flowers(
     days = auction_dates(context)
     with working_on(BIDDING.name, days, warehouse.location), warehouse.open() as wh:
         step = RecordsStep(wh, days, context.run_id, _recompute(context))
-        recorded = each_auction_date(context, days, step.load, wh.location)
+        recorded = each_auction_date(context, days, step.load, wh)
         versions = content_versions(wh, days, BIDDING.name)
     result = dg.MaterializeResult(metadata={"run_auction_dates": dates_label(days)})
     yield from materialized(context, result, recorded, versions)
@@ -400,7 +423,7 @@ def flower_market(
         step = MarketStep(wh, days, context.run_id, price_index.base())
         for day in days:
             for table, report in step.load(day).items():
-                record(context, day, report, dg.AssetKey(table))
+                record(context, day, explained(wh, table, day, report), dg.AssetKey(table))
     for key in sorted(context.selected_asset_keys):
         yield dg.MaterializeResult(asset_key=key, metadata={"run_auction_dates": dates_label(days)})
 
@@ -423,8 +446,14 @@ def market_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Write the report of the latest year of market tables, and link it."""
     with warehouse.open() as wh:
         period = latest_report_period(wh)
-        if period is None:
-            raise dg.Failure("no market tables yet: run flower_market_job for some auction dates")
+        if period is None:  # expected on a new warehouse: nothing to report, and no error
+            return dg.MaterializeResult(
+                metadata={
+                    "period": "none",
+                    "report": "no report yet: no auction date is loaded in the warehouse "
+                    f"{wh.location}; it is written once flower_auction_job loads a date",
+                }
+            )
         html = report_html(wh, *period)
     first, last = period
     directory = settings.reports_dir()

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from flower_assets.source.market_calendar import public_holiday
+
 # Metadata key of a date a step could not load: its cause. The check auction_date_loaded reads it.
 LOAD_FAILED = "load_failed"
 
@@ -44,7 +46,8 @@ NO_AUCTION = "auction"
 
 def no_auction(day: date) -> str:
     """Why a date holds no rows, in the words its zeros are shown with."""
-    return f"no auction on {day} ({day:%A})"
+    holiday = public_holiday(day)
+    return f"no auction on {day} ({day:%A}{f', public holiday {holiday}' if holiday else ''})"
 
 
 class StepFailed(Exception):
