@@ -39,11 +39,12 @@ What it does, in one process run:
 The last line printed is one JSON object (see `main`).
 
 Volumes (rows per auction day per category), measured over 2024 at volume 1:
-cut flowers (절화) ~2.7k rows (1.8k-3.7k) on Mon/Wed/Fri, foliage (관엽) ~226 on Tue/Thu,
-orchids (난) ~134 on Tue/Fri, spring orchids (춘란) ~10 (4-18) on the second Friday of a month;
-nothing on Sundays and public holidays; busier in February, quieter in July and August (the
-market's seasons, `sample/market.py`). 2024 totals 426,410 raw rows over 366 partitions
-(445,693 before the seasons, commit ad8f6b2 and earlier). Why: this is a busy Yangjae market as the API documents it
+cut flowers (절화) ~2.7k rows (1.8k-3.6k) on Mon/Wed/Fri, foliage (관엽) ~250 on Tue/Thu,
+orchids (난) ~153 on Tue/Fri, spring orchids (춘란) ~10 (6-17) on the second Friday of a month;
+nothing on Sundays and Korean public holidays; busier in February, quieter in July and August
+(the market's seasons, `sample/market.py`). 2024 totals 431,868 raw rows over 366 partitions
+(426,410 before varieties persisted across auction days, commit 71f6ee6^; 445,693 before the
+seasons, commit ad8f6b2 and earlier). Why: this is a busy Yangjae market as the API documents it
 ("a busy cut-flower day has a few thousand rows") on its real weekly calendar, so most
 partitions are light or empty and the per-partition overhead shows as it would in production.
 `--volume K` multiplies the varieties traded (a K-times larger market): at K=50 a cut-flower
