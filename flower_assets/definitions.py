@@ -17,10 +17,8 @@ from flower_assets.defs.assets import (
     bidding_flowers,
     flower_auction_assets,
     flower_market,
-    market_inputs,
     market_report,
 )
-from flower_assets.defs.checks import flower_auction_checks, market_checks
 from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
 from flower_assets.defs.schedules import build_daily_schedule
 from flower_assets.defs.sensors import (
@@ -64,23 +62,13 @@ flower_report_job = dg.define_asset_job(
     description="Write the market report of the last year of auction dates.",
 )
 
-# Checks alone give a job no partition set, so the UI would offer no Partitions tab to pick
-# dates in. With them, the job observes `market_inputs`: partitioned, it gives the job its
-# partition set, and its observation only reads the warehouse's digests (no table is written).
-flower_checks_job = dg.define_asset_job(
-    "flower_checks_job",
-    selection=dg.AssetSelection.checks(*flower_auction_checks, *market_checks)
-    | dg.AssetSelection.assets(market_inputs.key),
-    partitions_def=auction_date_partitions,
-    description="Judge the stored tables' checks again for the selected auction dates, without "
-    "fetching or rewriting anything (it observes market_inputs, which only reads).",
-)
-
+# flower_checks_job, an op job that judges every check again for chosen dates, is in
+# defs/checks.py and loaded with the defs folder.
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
     dg.Definitions(
         asset_checks=freshness_checks,
-        jobs=[flower_auction_job, flower_market_job, flower_report_job, flower_checks_job],
+        jobs=[flower_auction_job, flower_market_job, flower_report_job],
         schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
         sensors=[
             build_alert_sensor(

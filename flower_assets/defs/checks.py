@@ -1,11 +1,16 @@
 """Asset checks: what guards each table, judged per auction date on what the warehouse stores.
 
 Each asset's checks are one partitioned `@multi_asset_check` step. It runs after its asset in
-the same run, or on its own for chosen dates (`flower_checks_job`, or a launch with only checks
-selected, as the UI's Execute sends it), reading the warehouse. It logs one evaluation per check
-and auction date, each pointing at that date's latest materialization: Dagster's check state
-counts an evaluation for a date only then (see ../shared/dagster-notes.md), whatever the run's
-range. The rules themselves are the pure functions of `integrity.py`.
+the same run, or on its own for chosen dates (a launch with only checks selected, as the UI's
+Execute sends it), reading the warehouse. It logs one evaluation per check and auction date,
+each pointing at that date's latest materialization: Dagster's check state counts an evaluation
+for a date only then (see ../shared/dagster-notes.md), whatever the run's range. The rules
+themselves are the pure functions of `integrity.py`.
+
+`flower_checks_job` judges every check again for dates picked in the UI. It is an op job, one
+op per asset, because the UI offers its date picker ("Launch backfill…" on the Partitions tab)
+and a Launchpad only to op jobs; each op yields the very evaluations the asset's check step
+yields (`AssetChecks.evaluate`), so the checks' Partitions views count them.
 """
 
 import json
@@ -77,14 +82,17 @@ class CheckSettings:
     index_base: date | None  # FLOWER_INDEX_BASE_DATE: part of each market date's history
 
 
+# A check step's context, or an op's of flower_checks_job: the judges read `instance` and `run`.
+JudgeContext = dg.AssetCheckExecutionContext | dg.OpExecutionContext
+
 Judge = Callable[
-    [dg.AssetCheckExecutionContext, Warehouse, list[date], CheckSettings],
+    [JudgeContext, Warehouse, list[date], CheckSettings],
     Iterator[tuple[date, dict[str, Outcome]]],
 ]
 
 
 def judge_raw(
-    context: dg.AssetCheckExecutionContext,
+    context: JudgeContext,
     wh: Warehouse,
     days: list[date],
     settings: CheckSettings,
@@ -109,7 +117,7 @@ def judge_raw(
 
 def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
     def judge(
-        context: dg.AssetCheckExecutionContext,
+        context: JudgeContext,
         wh: Warehouse,
         days: list[date],
         settings: CheckSettings,
@@ -149,7 +157,7 @@ def labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
 
 
 def judge_bidding(
-    context: dg.AssetCheckExecutionContext,
+    context: JudgeContext,
     wh: Warehouse,
     days: list[date],
     settings: CheckSettings,
@@ -276,13 +284,92 @@ def failed_loads(instance: dg.DagsterInstance, days: list[date]) -> dict[date, s
     return found
 
 
+@dataclass(frozen=True)
+class AssetChecks:
+    """An asset's checks and their judge: what its check step and flower_checks_job run."""
+
+    asset: str
+    checks: tuple[Check, ...]
+    judge: Judge
+
+    @property
+    def asset_key(self) -> dg.AssetKey:
+        return dg.AssetKey(self.asset)
+
+    @property
+    def names(self) -> list[str]:
+        return [check.name for check in self.checks]
+
+    def evaluate(
+        self,
+        context: JudgeContext,
+        warehouse: WarehouseResource,
+        settings: CheckSettings,
+        days: list[date],
+        selected: list[str],
+        failing: list[tuple[date, str]],
+    ) -> Iterator[dg.AssetCheckEvaluation]:
+        """One evaluation per selected check and date, aimed at the date's latest materialization.
+
+        Appends to `failing` each date that fails a check that fails the run (auction_date_loaded).
+        """
+        severity = {check.name: dg.AssetCheckSeverity(check.severity) for check in self.checks}
+        fails_run = {check.name for check in self.checks if check.fails_run}
+        judges_empty = {check.name for check in self.checks if check.judges_empty_dates}
+        targets = latest_materializations(
+            context.instance, self.asset_key, [day.isoformat() for day in days]
+        )
+        with (
+            working_on(f"{self.asset}_checks", days, warehouse.location),
+            warehouse.open() as wh,
+        ):
+            held = set(wh.rows_per_date_and_category(RAW, days[0], days[-1])["auction_date"])
+            for day, outcomes in self.judge(context, wh, days, settings):
+                for name in selected:
+                    outcome = outcomes[name]
+                    if outcome.passed and day not in held and name not in judges_empty:
+                        outcome = Outcome(True, f"{no_auction(day)}: nothing to check")
+                    if not outcome.passed and name in fails_run:
+                        failing.append((day, outcome.metadata.get("cause", outcome.summary)))
+                    if not outcome.passed:
+                        log = (
+                            context.log.error
+                            if severity[name] == dg.AssetCheckSeverity.ERROR
+                            else context.log.warning
+                        )
+                        log(f"{self.asset} {day}: check {name} failed: {outcome.summary}")
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=self.asset_key,
+                        check_name=name,
+                        passed=outcome.passed,
+                        severity=severity[name],
+                        metadata=_metadata(outcome),
+                        description=outcome.summary,
+                        partition=day.isoformat(),
+                        target_materialization_data=targets.get(day.isoformat()),
+                    )
+
+
+def check_settings(
+    quarantine_threshold: QuarantineThreshold, price_index: PriceIndexSettings
+) -> CheckSettings:
+    return CheckSettings(quarantine_threshold.max_rejected_share, price_index.base())
+
+
+def not_loaded(failing: list[tuple[date, str]], location: str) -> dg.Failure:
+    """The run's failure for the dates a check that fails the run (auction_date_loaded) failed."""
+    return dg.Failure(
+        f"{len(failing)} auction date{'s' if len(failing) > 1 else ''} not loaded "
+        f"into the warehouse {location}: "
+        + "; ".join(f"{day} ({summary})" for day, summary in failing)
+    )
+
+
 def build_asset_checks(
-    asset: str,
-    checks: tuple[Check, ...],
-    judge: Judge,
-    additional_deps: tuple[str, ...] = (),
+    judged: AssetChecks, additional_deps: tuple[str, ...] = ()
 ) -> dg.AssetChecksDefinition:
     """One step that judges the asset's checks for each auction date of its run."""
+    asset = judged.asset
     specs = {
         check.name: dg.AssetCheckSpec(
             check.name,
@@ -292,12 +379,8 @@ def build_asset_checks(
             partitions_def=auction_date_partitions,
             additional_deps=list(additional_deps),
         )
-        for check in checks
+        for check in judged.checks
     }
-    severity = {check.name: dg.AssetCheckSeverity(check.severity) for check in checks}
-    fails_run = {check.name for check in checks if check.fails_run}
-    judges_empty = {check.name for check in checks if check.judges_empty_dates}
-    asset_key = dg.AssetKey(asset)
 
     @dg.multi_asset_check(
         name=f"{asset}_checks",
@@ -319,53 +402,68 @@ def build_asset_checks(
             )
         days = auction_dates(context)
         selected = [key.name for key in context.selected_asset_check_keys if key.name in specs]
-        targets = latest_materializations(
-            context.instance, asset_key, [day.isoformat() for day in days]
-        )
         failing: list[tuple[date, str]] = []
-        with (
-            working_on(f"{asset}_checks", days, warehouse.location),
-            warehouse.open() as wh,
-        ):
-            settings = CheckSettings(quarantine_threshold.max_rejected_share, price_index.base())
-            held = set(wh.rows_per_date_and_category(RAW, days[0], days[-1])["auction_date"])
-            for day, outcomes in judge(context, wh, days, settings):
-                for name in selected:
-                    outcome = outcomes[name]
-                    if outcome.passed and day not in held and name not in judges_empty:
-                        outcome = Outcome(True, f"{no_auction(day)}: nothing to check")
-                    if not outcome.passed and name in fails_run:
-                        failing.append((day, outcome.metadata.get("cause", outcome.summary)))
-                    if not outcome.passed:
-                        log = (
-                            context.log.error
-                            if severity[name] == dg.AssetCheckSeverity.ERROR
-                            else context.log.warning
-                        )
-                        log(f"{asset} {day}: check {name} failed: {outcome.summary}")
-                    yield dg.AssetCheckEvaluation(
-                        asset_key=asset_key,
-                        check_name=name,
-                        passed=outcome.passed,
-                        severity=severity[name],
-                        metadata=_metadata(outcome),
-                        description=outcome.summary,
-                        partition=day.isoformat(),
-                        target_materialization_data=targets.get(day.isoformat()),
-                    )
+        settings = check_settings(quarantine_threshold, price_index)
+        yield from judged.evaluate(context, warehouse, settings, days, selected, failing)
         # The check outputs: they order downstream steps after blocking checks (per-date
         # blocking itself is in the assets' upload-log gate).
         for name in selected:
             yield dg.Output(None, output_name=specs[name].get_python_identifier())
         if failing:
             # After every evaluation and output: the run ends failed, nothing else is held back.
-            raise dg.Failure(
-                f"{len(failing)} auction date{'s' if len(failing) > 1 else ''} not loaded "
-                f"into the warehouse {warehouse.location}: "
-                + "; ".join(f"{day} ({summary})" for day, summary in failing)
-            )
+            raise not_loaded(failing, warehouse.location)
 
     return _checks
+
+
+def build_judge_op(judged: AssetChecks) -> dg.OpDefinition:
+    """An op of flower_checks_job: every check of one asset, for the run's dates."""
+
+    @dg.op(
+        name=f"judge_{judged.asset}",
+        out={},
+        description=f"Judge every check of {judged.asset} again for the run's auction dates, on "
+        "what the warehouse stores: nothing is fetched or written.",
+    )
+    def _judge(
+        context: dg.OpExecutionContext,
+        warehouse: WarehouseResource,
+        quarantine_threshold: QuarantineThreshold,
+        price_index: PriceIndexSettings,
+    ) -> Iterator[dg.AssetCheckEvaluation]:
+        if not context.has_partitions:
+            raise dg.Failure(
+                f"judge_{judged.asset}: no auction date chosen. Launch flower_checks_job for a "
+                "date or a range: Partitions tab, Launch backfill…, or its Launchpad."
+            )
+        # One date (dagster/partition) or a range (dagster/asset_partition_range_start/end).
+        days = auction_dates(context)
+        failing: list[tuple[date, str]] = []
+        settings = check_settings(quarantine_threshold, price_index)
+        # Yielded, not logged with context.log_event: Dagster flushes logged events only at the
+        # op's next yield or its end, so the failure below would drop them.
+        yield from judged.evaluate(context, warehouse, settings, days, judged.names, failing)
+        if failing:
+            raise not_loaded(failing, warehouse.location)
+
+    return _judge
+
+
+def build_checks_job(judged: list[AssetChecks]) -> dg.JobDefinition:
+    """flower_checks_job: every asset's checks judged again for chosen dates, writing nothing."""
+
+    @dg.job(
+        name="flower_checks_job",
+        partitions_def=auction_date_partitions,
+        description="Judge every check of the auction and market tables again for the chosen "
+        "auction dates, on what the warehouse stores: nothing is fetched or written. Pick the "
+        "dates on its Partitions tab (Launch backfill…) or in its Launchpad.",
+    )
+    def flower_checks_job() -> None:
+        for each in judged:
+            build_judge_op(each)()
+
+    return flower_checks_job
 
 
 def _judge_against_records(
@@ -374,7 +472,7 @@ def _judge_against_records(
     """A market table's rule against the date's auction records, as the market step reads them."""
 
     def judge(
-        context: dg.AssetCheckExecutionContext,
+        context: JudgeContext,
         wh: Warehouse,
         days: list[date],
         settings: CheckSettings,
@@ -393,7 +491,7 @@ def with_history(judge: Judge) -> Judge:
     """A market table's rules, and whether each date is built on its current history."""
 
     def judged(
-        context: dg.AssetCheckExecutionContext,
+        context: JudgeContext,
         wh: Warehouse,
         days: list[date],
         settings: CheckSettings,
@@ -409,7 +507,7 @@ def with_history(judge: Judge) -> Judge:
 
 
 def judge_price_index(
-    context: dg.AssetCheckExecutionContext,
+    context: JudgeContext,
     wh: Warehouse,
     days: list[date],
     settings: CheckSettings,
@@ -427,22 +525,17 @@ def judge_price_index(
         )
 
 
-raw_checks = build_asset_checks(RAW.name, RAW_CHECKS, judge_raw)
-# The masters' first/last seen dates are judged against the records, so after bidding_flowers.
-flower_types_checks = build_asset_checks(
+RAW_JUDGED = AssetChecks(RAW.name, RAW_CHECKS, judge_raw)
+FLOWER_TYPES_JUDGED = AssetChecks(
     FLOWER_TYPES.name,
     FLOWER_TYPES_CHECKS,
     _judge_master("flower_type_id", FLOWER_TYPES, "flower_gubn"),
-    additional_deps=(BIDDING.name,),
 )
-flowers_checks = build_asset_checks(
-    FLOWERS.name,
-    FLOWERS_CHECKS,
-    _judge_master("flower_id", FLOWERS, "flower_type_id"),
-    additional_deps=(BIDDING.name,),
+FLOWERS_JUDGED = AssetChecks(
+    FLOWERS.name, FLOWERS_CHECKS, _judge_master("flower_id", FLOWERS, "flower_type_id")
 )
-bidding_checks = build_asset_checks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
-item_prices_checks = build_asset_checks(
+BIDDING_JUDGED = AssetChecks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
+ITEM_PRICES_JUDGED = AssetChecks(
     DAILY_ITEM_PRICES.name,
     DAILY_ITEM_PRICES_CHECKS,
     with_history(
@@ -451,7 +544,7 @@ item_prices_checks = build_asset_checks(
         )
     ),
 )
-price_changes_checks = build_asset_checks(
+PRICE_CHANGES_JUDGED = AssetChecks(
     VARIETY_PRICE_CHANGES.name,
     VARIETY_PRICE_CHANGES_CHECKS,
     with_history(
@@ -460,8 +553,29 @@ price_changes_checks = build_asset_checks(
         )
     ),
 )
-price_index_checks = build_asset_checks(
+PRICE_INDEX_JUDGED = AssetChecks(
     CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, with_history(judge_price_index)
 )
+
+raw_checks = build_asset_checks(RAW_JUDGED)
+# The masters' first/last seen dates are judged against the records, so after bidding_flowers.
+flower_types_checks = build_asset_checks(FLOWER_TYPES_JUDGED, additional_deps=(BIDDING.name,))
+flowers_checks = build_asset_checks(FLOWERS_JUDGED, additional_deps=(BIDDING.name,))
+bidding_checks = build_asset_checks(BIDDING_JUDGED)
+item_prices_checks = build_asset_checks(ITEM_PRICES_JUDGED)
+price_changes_checks = build_asset_checks(PRICE_CHANGES_JUDGED)
+price_index_checks = build_asset_checks(PRICE_INDEX_JUDGED)
 market_checks = [item_prices_checks, price_changes_checks, price_index_checks]
 flower_auction_checks = [raw_checks, flower_types_checks, flowers_checks, bidding_checks]
+
+flower_checks_job = build_checks_job(
+    [
+        RAW_JUDGED,
+        FLOWER_TYPES_JUDGED,
+        FLOWERS_JUDGED,
+        BIDDING_JUDGED,
+        ITEM_PRICES_JUDGED,
+        PRICE_CHANGES_JUDGED,
+        PRICE_INDEX_JUDGED,
+    ]
+)

@@ -37,7 +37,7 @@ from flower_assets.defs.alerts import (
     run_failure_alert,
     run_partitions,
 )
-from flower_assets.defs.assets import BACKFILL_POLICY
+from flower_assets.defs.assets import BACKFILL_POLICY, flower_auction_assets, flower_market
 from flower_assets.defs.partitions import date_chunks
 from flower_assets.defs.resources import PriceIndexSettings, WarehouseResource
 from flower_assets.steps.market import MarketHistory
@@ -318,6 +318,21 @@ _ACTIVE = [
 ]
 
 
+# The tables whose runs the market sensor waits for: the auction assets and the market tables.
+_WRITTEN = frozenset({asset.key for asset in flower_auction_assets} | set(flower_market.keys))
+
+
+def writes_tables(run: dg.DagsterRun, jobs: set[str]) -> bool:
+    """Whether a run writes auction or market tables: one of `jobs`, or any run (a UI
+    Materialize runs as `__ASSET_JOB`) whose asset selection includes one of them."""
+    if run.job_name in jobs:
+        return True
+    if run.asset_selection is not None:
+        return bool(run.asset_selection & _WRITTEN)
+    # No selection recorded: every asset of the job, which for the implicit job is all of them.
+    return run.job_name.startswith("__ASSET_JOB")
+
+
 def build_market_sensor(
     auction_job: dg.UnresolvedAssetJobDefinition, market_job: dg.UnresolvedAssetJobDefinition
 ) -> dg.SensorDefinition:
@@ -329,24 +344,33 @@ def build_market_sensor(
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="When auction records changed (any run, any order: a first load of an "
-        "earlier date, a correction, a removal) and no flower_auction_job or flower_market_job "
-        "run is under way, builds every stale market date, from the first to the last, in runs "
-        "of at most 100 dates.",
+        "earlier date, a correction, a removal) and no run that writes auction or market tables "
+        "(flower_auction_job, flower_market_job, a Materialize from the UI) is under way, "
+        "builds every stale market date, from the first to the last, in runs of at most 100 "
+        "dates.",
     )
     def market_after_auctions(
         context: dg.SensorEvaluationContext,
         warehouse: WarehouseResource,
         price_index: PriceIndexSettings,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        for job in (auction_job, market_job):
-            busy = context.instance.get_runs(
-                filters=dg.RunsFilter(job_name=job.name, statuses=_ACTIVE), limit=1
+        busy = next(
+            (
+                run
+                for run in context.instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE))
+                if writes_tables(run, {auction_job.name, market_job.name})
+            ),
+            None,
+        )
+        if busy is not None:
+            written = sorted(
+                key.to_user_string() for key in (busy.asset_selection or frozenset()) & _WRITTEN
             )
-            if busy:
-                return dg.SkipReason(
-                    f"waiting for run {busy[0].run_id} of {job.name} to end before building "
-                    "the market tables"
-                )
+            what = ", ".join(written) if written else "auction or market tables"
+            return dg.SkipReason(
+                f"waiting for run {busy.run_id} of {busy.job_name} (it writes {what}) to end "
+                "before building the market tables"
+            )
         with warehouse.open() as wh:
             history = MarketHistory.read(wh, price_index.base())
         stale = history.stale()
