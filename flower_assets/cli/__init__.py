@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
+import shutil
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import dagster as dg
 
 from flower_assets import settings
-from flower_assets.cli import runs
+from flower_assets.cli import launch, runs
 from flower_assets.instance_storage import InstanceDamaged
 from flower_assets.sample.days import SAMPLE_PERIOD
 from flower_assets.warehouse.schemas import TABLES
@@ -48,33 +55,37 @@ def local_instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-# Runs started here do not go through a code location, so Dagster cannot label them with one.
-# Labelled as the location's own runs are (repository@location, workspace.yaml's
-# location_name), they are listed on flower_auction_job's page and the Overview timeline too.
-RUN_LABEL_TAGS = {".dagster/repository": "__repository__@flower_assets"}
-
-
 AUCTION_JOB, MARKET_JOB, REPORT_JOB = "flower_auction_job", "flower_market_job", "flower_report_job"
+
+# No automatic retry of a run this command started: with run retries on (deploy/postgres) the
+# daemon would re-run a run that failed (a blocked or failed date, Ctrl-C, a killed process)
+# behind the command's back. The command names such dates and how to load them again.
+NO_RETRY_TAGS = {"dagster/max_retries": "0"}
+# Dagster's console log of each run: every step's INFO lines and up. They go to the command's log
+# file, or to the terminal with --verbose.
+LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def range_tags(start: date, end: date) -> dict[str, str]:
+    return {PARTITION_RANGE_START_TAG: start.isoformat(), PARTITION_RANGE_END_TAG: end.isoformat()}
+
+
+def create_run(
+    instance: dg.DagsterInstance, job_name: str, tags: dict[str, str] | None = None
+) -> dg.DagsterRun:
+    """A run of the code location's job, labelled with this process (cli/runs.py); not started."""
+    tags = {**(tags or {}), **NO_RETRY_TAGS, **runs.process_tags()}
+    return launch.create_run(instance, job_name, tags, LOG_CONFIG)
 
 
 def materialize_range(
     start: date, end: date, instance: dg.DagsterInstance, job_name: str = AUCTION_JOB
-) -> dg.ExecuteInProcessResult:
-    """Run a job (by default the auction tables') for the auction dates start..end in one run."""
-    from flower_assets.definitions import defs
+):
+    """Run a job (by default the auction tables') for the auction dates start..end in one run.
 
-    job = defs.resolve_job_def(job_name)
-    return job.execute_in_process(
-        instance=instance,
-        tags={
-            PARTITION_RANGE_START_TAG: start.isoformat(),
-            PARTITION_RANGE_END_TAG: end.isoformat(),
-            **RUN_LABEL_TAGS,
-            **runs.process_tags(),
-        },
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
+    The run executes here and now, and shows in the UI as a run of the code location.
+    """
+    return launch.execute(instance, create_run(instance, job_name, range_tags(start, end)))
 
 
 class Refused(Exception):
@@ -147,7 +158,7 @@ def failure_causes(error) -> list[str]:
     return chain
 
 
-def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+def _failures(result) -> list[str]:
     """Each failed step with its cause; the run's own error only when no step failed."""
     lines: list[str] = []
     for wanted in ("is_step_failure", "is_run_failure"):
@@ -164,6 +175,15 @@ def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
     return lines
 
 
+def _one_line(lines: list[str]) -> str:
+    """A failure's cause on one line: the first failure and its root cause."""
+    if not lines:
+        return "no cause recorded (see the log)"
+    first = lines[0]
+    root = next((line.strip() for line in reversed(lines) if line.startswith("  caused by:")), "")
+    return f"{first}; {root.removeprefix('caused by: ')}" if root else first
+
+
 def _table_counts() -> tuple[str, dict[str, int]]:
     from flower_assets.warehouse.database import Warehouse
 
@@ -177,6 +197,168 @@ def _dates(first: date, last: date) -> str:
     return f"{first}" if n == 1 else f"{first} to {last}, {n} dates"
 
 
+def _clock(seconds: float) -> str:
+    """12 s, 3 min 05 s, 1 h 02 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the run under way ended (Dagster marks it failed); nothing later is started."""
+
+
+class RunOutput(io.TextIOBase):
+    """`sys.stderr` while a run executes: Dagster's log lines to the log file only.
+
+    Anything else written there (a pool-wait advice, a warning) reaches the terminal too.
+    Dagster's console logger writes each record, traceback included, in one call that starts
+    with its time stamp; it reads `sys.stderr` at every record (coloredlogs'
+    StandardErrorHandler) and uses no colours on a stream that is no terminal.
+    """
+
+    DAGSTER_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - ")
+
+    def __init__(self, log: TextIO, terminal: TextIO) -> None:
+        self.log, self.terminal = log, terminal
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if not self.DAGSTER_LINE.match(text):
+            self.terminal.write(text)
+            self.terminal.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.terminal.flush()
+
+    def fileno(self) -> int:
+        return self.log.fileno()
+
+
+class Console:
+    """What the command prints: its own lines on the terminal, Dagster's run logs in a file.
+
+    Without --verbose, each run's Dagster log lines go to a log file under the instance
+    directory (`RunOutput`). On a terminal, a line updated every second shows the run under
+    way; it is written to the terminal itself, because during a run Dagster copies the
+    process's output into the run's compute logs.
+    """
+
+    def __init__(self, verbose: bool) -> None:
+        self.out, self.err = sys.stdout, sys.stderr
+        self.log_path: Path | None = None
+        self.log: TextIO | None = None
+        if not verbose:
+            home = Path(settings.env("DAGSTER_HOME") or settings.LOCAL_HOME).resolve()
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.log_path = home / "logs" / f"flower-assets-{stamp}-{os.getpid()}.log"
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log = self.log_path.open("a", encoding="utf-8", buffering=1)
+        self.live: TextIO | None = None
+        if not verbose and self.out.isatty():
+            self.live = os.fdopen(os.dup(self.out.fileno()), "w", encoding="utf-8", buffering=1)
+
+    def close(self) -> None:
+        for stream in (self.log, self.live):
+            if stream is not None:
+                stream.close()
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+        if self.log is not None:
+            print(line, file=self.log)
+
+    def warn(self, line: str) -> None:
+        print(line, file=self.err, flush=True)
+        if self.log is not None:
+            print(line, file=self.log)
+
+    @contextmanager
+    def running(self, status: Callable[[], str]) -> Iterator[None]:
+        """While a run executes: its Dagster log lines to the log file, the live line ticking."""
+        stop = threading.Event()
+        ticker = None
+        if self.live is not None:
+            live, width = self.live, max(shutil.get_terminal_size().columns - 1, 20)
+
+            def tick() -> None:
+                while not stop.wait(1.0):
+                    live.write("\r\033[K" + status()[:width])
+                    live.flush()
+
+            ticker = threading.Thread(target=tick, daemon=True)
+            ticker.start()
+        try:
+            if self.log is None:
+                yield
+            else:
+                with redirect_stderr(RunOutput(self.log, self.err)):
+                    yield
+        finally:
+            if ticker is not None and self.live is not None:
+                stop.set()
+                ticker.join()
+                self.live.write("\r\033[K")
+                self.live.flush()
+
+
+class Progress:
+    """Dates done of the total, time taken and an estimate of the rest, over a command's runs."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.began = total, 0, time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def status(self) -> str:
+        said = f"{self.done} of {self.total} dates done, {_clock(self.elapsed())} elapsed"
+        if 0 < self.done < self.total:
+            left = self.elapsed() / self.done * (self.total - self.done)
+            said += f", about {_clock(left)} left"
+        return said
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    job_name: str
+    first: date
+    last: date
+    success: bool
+    failures: list[str]
+
+
+@dataclass
+class Runs:
+    """The runs of one job that the command ran, in order."""
+
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return all(outcome.success for outcome in self.outcomes)
+
+
+class Stop:
+    """Ctrl-C: noted, then raised as KeyboardInterrupt where the command is."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def __call__(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
     start, end = args.start, args.end or args.start
     try:
@@ -186,56 +368,150 @@ def _run(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"flower-assets materialize: {exc}", file=sys.stderr)
         return 2
+    console = Console(args.verbose)
+    stop = Stop()
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        return _materialize(start, end, console, stop)
+    except Interrupted as exc:
+        console.warn(f"Stopped (Ctrl-C): {exc}")
+        return 130
+    except KeyboardInterrupt:
+        console.warn("Stopped (Ctrl-C).")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        console.close()
+
+
+def _materialize(start: date, end: date, console: Console, stop: Stop) -> int:
+    from flower_assets.defs.assets import API_POOL
+    from flower_assets.defs.partitions import date_chunks
+    from flower_assets.steps.report import dates_between
+
     mode = (
         "sample data generated by the package"
         if not settings.env(settings.API_KEY_ENV)
         else "the aT API"
     )
-    from flower_assets.defs.partitions import date_chunks
-
     size = _chunk_size()
     chunks = date_chunks(start, end, size)
-    print(
-        f"Materializing auction dates {start} to {end} from {mode} in {len(chunks)} run(s) "
-        f"of at most {size} dates …",
-        flush=True,
-    )
-    from flower_assets.defs.assets import API_POOL
-    from flower_assets.steps.report import dates_between
-
     asked = dates_between(start, end)
+    console.say(
+        f"Materializing auction dates {_dates(start, end)} from {mode}, in {len(chunks)} "
+        f"run{'s' if len(chunks) > 1 else ''} of at most {size} dates."
+    )
+    if console.log_path is not None:
+        console.say(f"Dagster's log of the runs: {console.log_path}  (--verbose shows it here)")
     with local_instance() as instance:
         for run_id in runs.release_dead_runs(instance):
-            print(
+            console.say(
                 f"Run {run_id}: its process is gone (killed or crashed); marked failed, its "
-                f"pool slots freed.",
-                flush=True,
+                f"pool slots freed."
             )
         try:
-            runs.wait_for_pool(instance, API_POOL, lambda line: print(line, flush=True))
+            runs.wait_for_pool(instance, API_POOL, console.say)
         except KeyboardInterrupt:
-            print("Stopped while waiting for the pool; nothing was started.", file=sys.stderr)
+            console.warn("Stopped while waiting for the pool; nothing was started.")
             return 130
-        _run_chunks(instance, AUCTION_JOB, chunks, stop_early=_key_refused)
+        auction = _run_chunks(instance, AUCTION_JOB, chunks, console, stop, stop_early=_key_refused)
         # The market tables of these dates and of every date whose history changed, whoever
         # changed it (another run may load dates meanwhile: then build again).
-        market_ok = _build_market(instance, asked, size)
-        report = _write_report(instance) if market_ok else None
+        market, market_problem = _build_market(instance, asked, size, console, stop)
+        report, report_problem = (
+            _write_report(instance, console, stop) if market_problem is None else (None, None)
+        )
+    if report:
+        console.say(f"Market report: {report}")
     location, counts = _table_counts()
-    print(f"Warehouse: {location}")
+    console.say(f"Warehouse: {location}")
     width = max(map(len, counts))
     for name, count in counts.items():
-        print(f"  {name:<{width}}  {count:>8} rows")
-    if report:
-        print(f"Market report: {report}")
-    failed = _not_loaded(asked)
-    _print_summary(asked, failed)
+        console.say(f"  {name:<{width}}  {count:>8} rows")
+    dates = _classify(asked, auction)
+    problems = [p for p in (market_problem, report_problem) if p]
+    problems += _unexplained_failures(auction, dates) + _unexplained_failures(market, {})
+    _print_summary(console, asked, dates, problems)
     # Dagster's own commands read $DAGSTER_HOME; the repo-local instance is one too.
     home = "" if settings.env("DAGSTER_HOME") else f"DAGSTER_HOME={settings.LOCAL_HOME.resolve()} "
-    print(
+    console.say(
         f"Browse the runs and assets with: {home}uv run dagster dev  (then open http://127.0.0.1:3000)"
     )
-    return 1 if failed or not market_ok else 0
+    blocked, failed = dates["blocked"], dates["failed"]
+    if blocked or failed or problems:
+        said = [f"{len(blocked)} blocked"] * bool(blocked) + [f"{len(failed)} failed"] * bool(
+            failed
+        )
+        what = (
+            f"{len(blocked) + len(failed)} of {len(asked)} auction dates not loaded "
+            f"({', '.join(said)})"
+            if said
+            else f"{len(problems)} run(s) failed"
+        )
+        console.warn(f"flower-assets materialize: {what}; see the summary above.")
+        return 1
+    return 0
+
+
+def _classify(asked: list[date], auction: Runs) -> dict[str, dict[date, str]]:
+    """Each asked date as loaded, unchanged, blocked or failed; the last two with their cause.
+
+    loaded: this command wrote its answer to the tables (new or changed); unchanged: the answer
+    was the one already loaded, so nothing was rewritten; blocked: its answer is stored but a
+    blocking check keeps it out of the tables; failed: any other cause (fetch, load, not run).
+    """
+    from flower_assets.transform import unchanged
+    from flower_assets.warehouse.database import Warehouse
+
+    ours = {outcome.run_id for outcome in auction.outcomes}
+    with Warehouse.open(settings.database_url()) as warehouse:
+        uploads, processes = warehouse.batch_logs(asked[0], asked[-1])
+    causes = unchanged.not_loaded(asked, uploads, processes)
+    latest = {
+        day: status
+        for day, status in uploads.sort("finished_at")
+        .group_by("auction_date", maintain_order=True)
+        .last()
+        .select("auction_date", "status")
+        .rows()
+    }
+    written = {
+        day
+        for day, asset, status, run_id in processes.select(
+            "auction_date", "asset", "status", "run_id"
+        ).rows()
+        if asset == "bidding_flowers" and status == unchanged.LOADABLE and run_id in ours
+    }
+    dates: dict[str, dict[date, str]] = {
+        k: {} for k in ("loaded", "unchanged", "blocked", "failed")
+    }
+    for day in asked:
+        if day in causes:
+            kind = "blocked" if latest.get(day) == unchanged.BLOCKED else "failed"
+            dates[kind][day] = causes[day]
+        else:
+            dates["loaded" if day in written else "unchanged"][day] = ""
+    return dates
+
+
+def _unexplained_failures(ran: Runs, dates: dict[str, dict[date, str]]) -> list[str]:
+    """Failed runs none of whose dates is blocked or failed: their own cause, one line each."""
+    named = {*dates.get("blocked", {}), *dates.get("failed", {})}
+    problems = []
+    for outcome in ran.outcomes:
+        if outcome.success:
+            continue
+        days = {
+            outcome.first + timedelta(days=n)
+            for n in range((outcome.last - outcome.first).days + 1)
+        }
+        if days & named:
+            continue
+        problems.append(
+            f"run {outcome.run_id} of {outcome.job_name} ({_dates(outcome.first, outcome.last)})"
+            f" failed: {_one_line(outcome.failures)}"
+        )
+    return problems
 
 
 def _not_loaded(days: list[date]) -> dict[date, str]:
@@ -256,57 +532,71 @@ def _key_refused(days: list[date]) -> bool:
 KEY_REFUSAL = re.compile(r"QuotaExceeded|KeyRefused|ApiRejectedRequest: .*resultCd [123]:")
 
 
-def _print_summary(asked: list[date], failed: dict[date, str]) -> None:
-    loaded = len(asked) - len(failed)
-    print(f"Loaded: {loaded} of {len(asked)} auction dates ({_dates(asked[0], asked[-1])}).")
-    if not failed:
-        return
-    print(f"Not loaded: {len(failed)} auction dates, each with its cause:", file=sys.stderr)
-    for day, cause in sorted(failed.items()):
-        print(f"  {day}  {cause}", file=sys.stderr)
-    first, last = min(failed), max(failed)
-    print(
-        f"Once the cause is fixed: flower-assets materialize --from {first} --to {last}  "
-        "(the dates already loaded come from the response cache and are not rewritten)",
-        file=sys.stderr,
+def _print_summary(
+    console: Console, asked: list[date], dates: dict[str, dict[date, str]], problems: list[str]
+) -> None:
+    """One summary: how many dates loaded, unchanged, blocked, failed, and each cause."""
+    loaded, unchanged_, blocked, failed = (
+        dates[k] for k in ("loaded", "unchanged", "blocked", "failed")
     )
+    console.say(f"Summary of auction dates {_dates(asked[0], asked[-1])}:")
+    console.say(f"  loaded     {len(loaded):>4}  answers new or changed, written to the tables")
+    console.say(f"  unchanged  {len(unchanged_):>4}  answers as already loaded, nothing rewritten")
+    console.say(
+        f"  blocked    {len(blocked):>4}  answers stored, but a blocking check keeps them out "
+        "of the tables"
+    )
+    for day, cause in sorted(blocked.items()):
+        console.say(f"    {day}  {cause}")
+    console.say(f"  failed     {len(failed):>4}  not loaded")
+    for day, cause in sorted(failed.items()):
+        console.say(f"    {day}  {cause}")
+    for problem in problems:
+        console.say(f"  {problem}")
+    if blocked or failed:
+        first, last = min([*blocked, *failed]), max([*blocked, *failed])
+        console.say(
+            f"Once the causes are fixed: flower-assets materialize --from {first} --to {last}  "
+            "(the dates already loaded come from the response cache and are not rewritten)"
+        )
 
 
-def _build_market(instance: dg.DagsterInstance, asked: list[date], size: int) -> bool:
-    """Build the market tables of `asked` and of every stale date; False if a run failed."""
+def _build_market(
+    instance: dg.DagsterInstance, asked: list[date], size: int, console: Console, stop: Stop
+) -> tuple[Runs, str | None]:
+    """Build the market tables of `asked` and of every stale date; why not, if a run failed."""
     from flower_assets.defs.partitions import date_chunks
     from flower_assets.steps.market import market_dates
     from flower_assets.warehouse.database import Warehouse
 
     base = settings.index_base_date()
+    built = Runs()
     for attempt in range(MARKET_ROUNDS):
         with Warehouse.open(settings.database_url()) as warehouse:
             dates = market_dates(warehouse, base, asked if attempt == 0 else [])
         if not dates:
-            return True
+            return built, None
         if attempt and (loading := _other_auction_runs(instance)):
-            print(
+            console.say(
                 f"Auction dates changed meanwhile; {loading} is still loading dates and builds "
-                "the market tables they reach when it ends.",
-                flush=True,
+                "the market tables they reach when it ends."
             )
-            return True
+            return built, None
         market = date_chunks(dates[0], dates[-1], size)
         again = " again: another run changed auction records meanwhile" if attempt else ""
-        print(
+        console.say(
             f"Building the market tables of {_dates(dates[0], dates[-1])} in {len(market)} "
-            f"run(s){again} …",
-            flush=True,
+            f"run{'s' if len(market) > 1 else ''}{again}."
         )
-        if not _run_chunks(instance, MARKET_JOB, market):
-            return False
-    print(
-        f"The auction records kept changing while the market tables were built ({MARKET_ROUNDS} "
-        "rounds); the stale dates show in the checks built_on_current_history. Run "
-        "flower-assets materialize again once the other runs have ended.",
-        file=sys.stderr,
+        ran = _run_chunks(instance, MARKET_JOB, market, console, stop)
+        built.outcomes += ran.outcomes
+        if not ran.succeeded:
+            return built, None  # the failed runs are in the summary
+    return built, (
+        f"market tables: the auction records kept changing while they were built "
+        f"({MARKET_ROUNDS} rounds); the stale dates show in the checks built_on_current_history. "
+        "Run flower-assets materialize again once the other runs have ended."
     )
-    return False
 
 
 def _other_auction_runs(instance: dg.DagsterInstance) -> str | None:
@@ -330,58 +620,86 @@ def _other_auction_runs(instance: dg.DagsterInstance) -> str | None:
 MARKET_ROUNDS = 3
 
 
+def _execute(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    console: Console,
+    stop: Stop,
+    status: Callable[[], str],
+):
+    """Execute a created run here; Ctrl-C ends it and raises Interrupted."""
+    with console.running(status):
+        result = launch.execute(instance, run)
+    if stop.pressed:
+        raise Interrupted(
+            f"run {run.run_id} of {run.job_name} was interrupted and is marked failed; "
+            "nothing later was started. The dates already loaded stay loaded: run the same "
+            "command again to complete the rest."
+        )
+    return result
+
+
 def _run_chunks(
     instance: dg.DagsterInstance,
     job_name: str,
     chunks: list[tuple[date, date]],
+    console: Console,
+    stop: Stop,
     stop_early: Callable[[list[date]], bool] | None = None,
-) -> bool:
-    """Run the job chunk after chunk; True if every run succeeded.
+) -> Runs:
+    """Run the job chunk after chunk, printing each run's outcome and the progress.
 
     A failed run holds back no later one, unless `stop_early` says so of its dates.
     """
     from flower_assets.steps.report import dates_between
 
-    succeeded = True
+    ran = Runs()
+    progress = Progress(sum((last - first).days + 1 for first, last in chunks))
     for number, (first, last) in enumerate(chunks, 1):
-        result = materialize_range(first, last, instance, job_name)
-        run_id, success = result.run_id, result.success
+        run = create_run(instance, job_name, range_tags(first, last))
+        label = f"Run {number}/{len(chunks)} {run.run_id} ({_dates(first, last)})"
+        began = time.monotonic()
+        result = _execute(
+            instance,
+            run,
+            console,
+            stop,
+            lambda label=label, began=began: (
+                f"{label} running for {_clock(time.monotonic() - began)} · {progress.status()}"
+            ),
+        )
+        success = result.success
         failures = [] if success else _failures(result)
         del result  # a run's events are not kept: memory stays flat over a long range
-        label = f"Run {number}/{len(chunks)} {run_id} ({_dates(first, last)})"
+        ran.outcomes.append(RunOutcome(run.run_id, job_name, first, last, success, failures))
+        progress.done += (last - first).days + 1
+        took = _clock(time.monotonic() - began)
         if success:
-            print(f"{label} succeeded.", flush=True)
+            console.say(f"{label} succeeded in {took} · {progress.status()}")
             continue
-        succeeded = False
-        for line in failures:
-            print(line, file=sys.stderr)
-        print(f"{label} failed.", file=sys.stderr)
+        console.warn(f"{label} failed in {took} · {progress.status()}")
         if stop_early is not None and stop_early(dates_between(first, last)):
             if last < chunks[-1][1]:
-                print(
+                console.warn(
                     "Stopped: the service refused the key (see the causes below); "
-                    f"{_dates(last + timedelta(days=1), chunks[-1][1])} not attempted.",
-                    file=sys.stderr,
+                    f"{_dates(last + timedelta(days=1), chunks[-1][1])} not attempted."
                 )
             break
-    return succeeded
+    return ran
 
 
-def _write_report(instance: dg.DagsterInstance) -> str | None:
-    """Materialize market_report (the last year); the file it wrote, or None."""
-    from flower_assets.definitions import defs
-
-    result = defs.resolve_job_def(REPORT_JOB).execute_in_process(
-        instance=instance,
-        tags={**RUN_LABEL_TAGS, **runs.process_tags()},
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+def _write_report(
+    instance: dg.DagsterInstance, console: Console, stop: Stop
+) -> tuple[str | None, str | None]:
+    """Materialize market_report (the last year): the file it wrote, or why not."""
+    run = create_run(instance, REPORT_JOB)
+    result = _execute(
+        instance, run, console, stop, lambda: f"Writing the market report: run {run.run_id}"
     )
     if not result.success:
-        print("The market report was not written: " + "; ".join(_failures(result)), file=sys.stderr)
-        return None
+        return None, f"market report: not written: {_one_line(_failures(result))}"
     (materialization,) = result.asset_materializations_for_node("market_report")
-    return str(materialization.metadata["report"].value)
+    return str(materialization.metadata["report"].value), None
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -507,6 +825,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=date.fromisoformat,
         default=last,
         help="last auction date, inclusive",
+    )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Dagster's log lines of every run here, instead of in the log file under "
+        "$DAGSTER_HOME/logs",
     )
     run.set_defaults(handler=_run)
     estimate = commands.add_parser(

@@ -53,6 +53,20 @@ def counts(path: Path) -> dict[str, int]:
         }
 
 
+def summary(stdout: str) -> tuple[dict[str, int], dict[str, str]]:
+    """The command's summary: how many dates were loaded, unchanged, blocked, failed; each cause."""
+    said = stdout[stdout.index("Summary of auction dates") :]
+    counts: dict[str, int] = {}
+    causes: dict[str, str] = {}
+    for line in said.splitlines()[1:]:
+        words = line.split()
+        if line.startswith("    ") and words:
+            causes[words[0]] = line.strip().removeprefix(words[0]).strip()
+        elif line.startswith("  ") and len(words) > 1 and words[1].isdigit():
+            counts[words[0]] = int(words[1])
+    return counts, causes
+
+
 def test_materialize_command_runs_the_sample_days_and_says_where_the_tables_are(tmp_path):
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     # The first sample week; the default range (seven months) is checked in-process below.
@@ -263,11 +277,12 @@ def test_a_failed_step_shows_the_cause_not_only_dagsters_wrapper(tmp_path):
         done = run_cli(tmp_path, "--from", "2024-05-10", "--to", "2024-05-10", server=server)
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     # Not only in Dagster's log lines: the CLI's own summary names the date and the cause.
-    report = done.stderr[done.stderr.rindex("Not loaded: 1 auction dates") :]
-    assert (
-        "2024-05-10  the fetch failed: ApiRejectedRequest: aT API, auction date 2024-05-10, 절화 (cut flowers): resultCd 1"
-        in report
-    ), report
+    counts, causes = summary(done.stdout)
+    assert counts == {"loaded": 0, "unchanged": 0, "blocked": 0, "failed": 1}, done.stdout
+    assert causes["2024-05-10"].startswith(
+        "the fetch failed: ApiRejectedRequest: aT API, auction date 2024-05-10, 절화 (cut flowers): resultCd 1"
+    ), causes
+    assert "Traceback" not in done.stdout + done.stderr
     assert TEST_KEY not in done.stdout + done.stderr
 
 
@@ -379,14 +394,24 @@ def test_a_failed_chunk_holds_back_no_later_chunk_and_says_why(
         "2024-09-04",
     ]
     assert [r.is_success for r in runs] == [True, True, False, False]
-    assert f"Run 3/4 {runs[2].run_id} (2024-09-01 to 2024-09-03, 3 dates) failed." in captured.err
-    assert "Loaded: 6 of 11 auction dates" in captured.out
-    report = captured.err[captured.err.rindex("Not loaded: 5 auction dates") :]
-    for day in ("2024-09-01", "2024-09-02", "2024-09-03", "2024-09-04", "2024-09-05"):
-        assert f"  {day}  the fetch failed: " in report, report
-    assert "2024-09-01 is outside it" in report, report
-    assert "sample mode serves only the auction dates 2024-02-01 to 2024-08-31" in report, report
-    assert "flower-assets materialize --from 2024-09-01 --to 2024-09-05" in report, report
+    assert f"Run 3/4 {runs[2].run_id} (2024-09-01 to 2024-09-03, 3 dates) failed in " in (
+        captured.err
+    )
+    counts, causes = summary(captured.out)
+    assert counts == {"loaded": 6, "unchanged": 0, "blocked": 0, "failed": 5}, captured.out
+    failed = ("2024-09-01", "2024-09-02", "2024-09-03", "2024-09-04", "2024-09-05")
+    assert sorted(causes) == list(failed), causes
+    assert all(causes[day].startswith("the fetch failed: ") for day in failed), causes
+    assert "2024-09-01 is outside it" in causes["2024-09-01"], causes
+    assert (
+        "sample mode serves only the auction dates 2024-02-01 to 2024-08-31"
+        in (causes["2024-09-01"])
+    )
+    assert "flower-assets materialize --from 2024-09-01 --to 2024-09-05" in captured.out
+    assert captured.err.strip().splitlines()[-1] == (
+        "flower-assets materialize: 5 of 11 auction dates not loaded (5 failed); "
+        "see the summary above."
+    )
 
 
 def report(cli, first: str, last: str, out: Path) -> int:

@@ -18,7 +18,7 @@ from flower_assets.steps.market import MarketHistory
 from flower_assets.steps.report import dates_between
 from flower_assets.transform.unchanged import not_loaded
 from flower_assets.warehouse.database import Warehouse
-from flower_assets_tests.cli.test_cli import BIN, REPO, clean_env
+from flower_assets_tests.cli.test_cli import BIN, REPO, clean_env, summary
 from flower_assets_tests.conftest import TEST_KEY
 
 pytestmark = pytest.mark.slow
@@ -75,13 +75,14 @@ def test_three_failing_dates_hold_back_none_of_the_other_seven(
         )
         done = materialize(tmp_path, env)
         assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-        # The summary names each failed date with its cause, and only those.
-        assert "Loaded: 7 of 10 auction dates" in done.stdout
-        lines = [line.strip() for line in done.stderr.splitlines() if line.startswith("  2024")]
-        assert [line[:10] for line in lines] == sorted(str(day) for day in FAILING)
-        assert "resultCd 99" in lines[0]
-        assert "500" in lines[1]
-        assert "schema_conforms" in lines[2]
+        # The summary names each date not loaded with its cause, and only those.
+        counts, causes = summary(done.stdout)
+        assert counts == {"loaded": 7, "unchanged": 0, "blocked": 1, "failed": 2}, done.stdout
+        assert sorted(causes) == sorted(str(day) for day in FAILING)
+        assert "resultCd 99" in causes[str(REFUSED)]
+        assert "500" in causes[str(UNAVAILABLE)]
+        assert "the answer is blocked" in causes[str(DRIFTED)]
+        assert "schema_conforms" in causes[str(DRIFTED)]
 
         with Warehouse.open(warehouse_url) as wh:
             days = dates_between(FIRST, LAST)
@@ -111,7 +112,9 @@ def test_three_failing_dates_hold_back_none_of_the_other_seven(
         server.requests.clear()
         again = materialize(tmp_path, env)
         assert again.returncode == 0, again.stderr[-3000:]
-        assert "Loaded: 10 of 10 auction dates" in again.stdout
+        # The seven dates loaded before are unchanged: nothing is rewritten.
+        counts, _ = summary(again.stdout)
+        assert counts == {"loaded": 3, "unchanged": 7, "blocked": 0, "failed": 0}, again.stdout
         asked = {date.fromisoformat(r["baseDate"]) for r in server.requests}
         assert asked == FAILING
 
