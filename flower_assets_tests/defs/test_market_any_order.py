@@ -260,5 +260,26 @@ def test_the_market_sensor_builds_every_stale_date_once_no_load_is_under_way(
     waiting = tick()
     assert isinstance(waiting, dg.SkipReason) and run.run_id in waiting.skip_message
     instance.report_run_failed(run)
+
+    # A Materialize from the UI runs as __ASSET_JOB: the sensor waits for it too, naming the run
+    # and the auction tables it writes. Runs that write neither (the report, the checks) do not
+    # hold the build back.
+    ui_run = instance.create_run_for_job(
+        definitions.defs.resolve_implicit_global_asset_job_def(),
+        asset_selection={dg.AssetKey("flowers"), dg.AssetKey("bidding_flowers")},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    waiting = tick()
+    assert isinstance(waiting, dg.SkipReason), waiting
+    assert ui_run.run_id in waiting.skip_message
+    assert "bidding_flowers, flowers" in waiting.skip_message
+    instance.report_run_failed(ui_run)
+    for job in ("flower_report_job", "flower_checks_job"):
+        instance.create_run_for_job(
+            definitions.defs.resolve_job_def(job), status=dg.DagsterRunStatus.STARTED
+        )
+    (request,) = tick()
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-03-04"
+
     build(warehouse_url, instance, [])
     assert "every market date is built" in tick().skip_message
