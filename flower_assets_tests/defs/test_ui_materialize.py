@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import time
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
@@ -28,7 +31,9 @@ from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets_tests.conftest import TEST_KEY, fresh_definitions
 from flower_assets_tests.defs.test_market_ui import DAYS, MARKET, answer, run_range, stale
 from flower_assets_tests.webui import (
+    BIN,
     LOCATION,
+    REPO,
     REPOSITORY,
     Ui,
     clean_env,
@@ -165,12 +170,72 @@ def warehouse_digest(path) -> dict[str, tuple[int, str]]:
         return found
 
 
-def test_the_checks_job_has_a_partitions_tab_and_judges_a_range_without_writing(
+JUDGED = dict(CHECKS) | {
+    "daily_item_prices": DAILY_ITEM_PRICES_CHECKS,
+    "variety_price_changes": VARIETY_PRICE_CHANGES_CHECKS,
+    "category_price_index": CATEGORY_PRICE_INDEX_CHECKS,
+}
+
+
+def launch_checks_job(ui: Ui, tags: dict[str, str]) -> tuple[str, str]:
+    """flower_checks_job launched as the Launchpad launches it: its run id and final status."""
+    launched = ui.query(
+        """mutation($params: ExecutionParams!) {
+          launchPipelineExecution(executionParams: $params) {
+            __typename ... on LaunchRunSuccess { run { runId } }
+            ... on PythonError { message } } }""",
+        params={
+            "mode": "default",
+            "runConfigData": "{}",
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "pipelineName": "flower_checks_job",
+            },
+        },
+    )["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    return run_id, ui.wait_for_run(run_id, timeout_s=300)
+
+
+def latest_execution(ui: Ui, asset: str, check: str, day: str) -> dict:
+    (latest,) = ui.query(
+        """query($key: AssetKeyInput!, $name: String!, $p: String) {
+          assetCheckExecutions(assetKey: $key, checkName: $name, partition: $p, limit: 1) {
+            runId status } }""",
+        key={"path": [asset]},
+        name=check,
+        p=day,
+    )["assetCheckExecutions"]
+    return latest
+
+
+def step_failures(ui: Ui, run_id: str) -> list[str]:
+    events = ui.query(
+        """query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection {
+            events { __typename ... on ExecutionStepFailureEvent { error { message } } } } } } }""",
+        id=run_id,
+    )["runOrError"]["eventConnection"]["events"]
+    return [e["error"]["message"] for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+
+
+def materialization_count(instance: dg.DagsterInstance) -> int:
+    return len(
+        instance.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        )
+    )
+
+
+def test_the_checks_job_has_a_date_picker_and_judges_chosen_dates_without_writing(
     tmp_path, monkeypatch
 ):
     home = embedded_home(tmp_path / "dagster_home")
     warehouse = tmp_path / "warehouse.sqlite"
     prices = {"2024-05-06": 10_000, "2024-05-08": 12_000, "2024-05-10": 11_000}
+    never_fetched = "2024-05-14"
     with FakeAtServer(answer(prices)) as server:
         env = clean_env(
             DAGSTER_HOME=str(home),
@@ -185,53 +250,47 @@ def test_the_checks_job_has_a_partitions_tab_and_judges_a_range_without_writing(
         with dg.DagsterInstance.get() as instance, webserver(env, tmp_path / "web.log") as ui:
             run_range(defs.resolve_job_def("flower_auction_job"), instance, DAYS[0], DAYS[-1])
             run_range(defs.resolve_job_def("flower_market_job"), instance, DAYS[0], DAYS[-1])
+            repo = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
 
-            # The job has a partition set: the UI shows its Partitions tab and date picker.
+            # An op job with a partition set: the UI shows OpJobPartitionsView, whose "Launch
+            # backfill…" opens the date picker, and a Launchpad with a partition selector.
             sets = ui.query(
                 """query($repo: RepositorySelector!) {
                   partitionSetsOrError(repositorySelector: $repo, pipelineName: "flower_checks_job") {
                     ... on PartitionSets { results { name pipelineName } } } }""",
-                repo={"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY},
+                repo=repo,
             )["partitionSetsOrError"]["results"]
             assert [s["name"] for s in sets] == ["flower_checks_job_partition_set"]
+            job = ui.query(
+                """query($selector: PipelineSelector!) { pipelineOrError(params: $selector) {
+                    ... on Pipeline { isJob isAssetJob } } }""",
+                selector={**repo, "pipelineName": "flower_checks_job"},
+            )["pipelineOrError"]
+            assert job == {"isJob": True, "isAssetJob": False}
 
             before = warehouse_digest(warehouse)
-            # A ranged run of the whole job, as a backfill or the launchpad sends it.
-            launched = ui.query(
-                """mutation($params: ExecutionParams!) {
-                  launchPipelineExecution(executionParams: $params) {
-                    __typename ... on LaunchRunSuccess { run { runId } }
-                    ... on PythonError { message } } }""",
-                params={
-                    "mode": "default",
-                    "runConfigData": "{}",
-                    "executionMetadata": {
-                        "tags": [
-                            {"key": "dagster/asset_partition_range_start", "value": DAYS[0]},
-                            {"key": "dagster/asset_partition_range_end", "value": DAYS[-1]},
-                        ]
-                    },
-                    "selector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": REPOSITORY,
-                        "pipelineName": "flower_checks_job",
-                    },
-                },
-            )["launchPipelineExecution"]
-            assert launched["__typename"] == "LaunchRunSuccess", launched
-            run_id = launched["run"]["runId"]
-            assert ui.wait_for_run(run_id, timeout_s=300) == "SUCCESS"
+            materializations = materialization_count(instance)
+            calls = len(server.requests)
 
-            # Nothing fetched, nothing written: every table (api_responses too) is as it was.
+            # A range (the Launchpad's tags, as a ranged launch sends them), then one date.
+            ranged, status = launch_checks_job(
+                ui,
+                {
+                    "dagster/asset_partition_range_start": DAYS[0],
+                    "dagster/asset_partition_range_end": DAYS[-1],
+                },
+            )
+            assert status == "SUCCESS", ranged
+            single, status = launch_checks_job(ui, {"dagster/partition": DAY})
+            assert status == "SUCCESS", single
+
+            # Nothing fetched, nothing written, nothing materialized.
             assert warehouse_digest(warehouse) == before
-            # Every date's check status comes from this run, current, in the check's Partitions
-            # view.
-            judged = dict(CHECKS) | {
-                "daily_item_prices": DAILY_ITEM_PRICES_CHECKS,
-                "variety_price_changes": VARIETY_PRICE_CHANGES_CHECKS,
-                "category_price_index": CATEGORY_PRICE_INDEX_CHECKS,
-            }
-            for asset, checks in judged.items():
+            assert materialization_count(instance) == materializations
+            assert len(server.requests) == calls
+            # Every date's check status comes from these runs and is current in the check's
+            # Partitions view: the evaluations aim at each date's latest materialization.
+            for asset, checks in JUDGED.items():
                 shown_checks = ui.checks(asset)
                 for check in checks:
                     shown = statuses_by_date(shown_checks[check.name])
@@ -240,18 +299,99 @@ def test_the_checks_job_has_a_partitions_tab_and_judges_a_range_without_writing(
                         check.name,
                     )
                     for day in DAYS:
-                        (latest,) = ui.query(
-                            """query($key: AssetKeyInput!, $name: String!, $p: String) {
-                              assetCheckExecutions(assetKey: $key, checkName: $name,
-                                partition: $p, limit: 1) { runId status } }""",
-                            key={"path": [asset]},
-                            name=check.name,
-                            p=day,
-                        )["assetCheckExecutions"]
-                        assert latest == {"runId": run_id, "status": "SUCCEEDED"}, (
-                            asset,
-                            check.name,
-                            day,
-                        )
+                        expected = single if day == DAY else ranged
+                        assert latest_execution(ui, asset, check.name, day) == {
+                            "runId": expected,
+                            "status": "SUCCEEDED",
+                        }, (asset, check.name, day)
             everything = AUCTION + MARKET
             assert statuses(ui, everything, DAYS) == all_fresh(everything, DAYS)
+
+            # A date never loaded fails auction_date_loaded, and the run fails naming the date,
+            # after every check of every asset was judged.
+            failed, status = launch_checks_job(ui, {"dagster/partition": never_fetched})
+            assert status == "FAILURE", failed
+            (message,) = step_failures(ui, failed)
+            assert never_fetched in message and "never fetched" in message, message
+            loaded = statuses_by_date(ui.checks("bidding_flowers")["auction_date_loaded"])
+            assert loaded[never_fetched] == "FAILED"
+            assert loaded[DAY] == "SUCCEEDED"
+            for asset, checks in JUDGED.items():
+                for check in checks:
+                    assert latest_execution(ui, asset, check.name, never_fetched)["runId"] == (
+                        failed
+                    ), (asset, check.name)
+            assert warehouse_digest(warehouse) == before
+
+            # "Launch backfill…" on the Partitions tab sends this: the daemon launches one run
+            # per chosen date.
+            backfill = ui.query(
+                """mutation($params: LaunchBackfillParams!) {
+                  launchPartitionBackfill(backfillParams: $params) {
+                    __typename ... on LaunchBackfillSuccess { backfillId }
+                    ... on PythonError { message } } }""",
+                params={
+                    "selector": {
+                        "partitionSetName": "flower_checks_job_partition_set",
+                        "repositorySelector": repo,
+                    },
+                    "partitionNames": [DAYS[0], DAYS[2]],
+                    "tags": [],
+                },
+            )["launchPartitionBackfill"]
+            assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
+            with daemon(env, tmp_path / "daemon.log"):
+                runs = backfill_runs(ui, backfill["backfillId"], 2, tmp_path / "daemon.log")
+            assert sorted((r["partition"], r["status"]) for r in runs) == [
+                (DAYS[0], "SUCCESS"),
+                (DAYS[2], "SUCCESS"),
+            ]
+            for day in (DAYS[0], DAYS[2]):
+                (run,) = [r for r in runs if r["partition"] == day]
+                assert latest_execution(ui, "bidding_flowers", "auction_date_loaded", day) == {
+                    "runId": run["runId"],
+                    "status": "SUCCEEDED",
+                }
+            assert warehouse_digest(warehouse) == before
+
+
+@contextmanager
+def daemon(env: dict[str, str], log):
+    process = subprocess.Popen(
+        [BIN / "dagster-daemon", "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def backfill_runs(ui: Ui, backfill_id: str, count: int, log, timeout_s: float = 240) -> list[dict]:
+    """The backfill's runs once `count` of them finished: run id, partition and status."""
+    deadline = time.monotonic() + timeout_s
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        found = ui.query(
+            """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill",
+                value: $id}]}) { ... on Runs { results { runId status tags { key value } } } } }""",
+            id=backfill_id,
+        )["runsOrError"]["results"]
+        runs = [
+            {
+                "runId": r["runId"],
+                "status": r["status"],
+                "partition": {t["key"]: t["value"] for t in r["tags"]}.get("dagster/partition"),
+            }
+            for r in found
+        ]
+        if len(runs) == count and all(
+            r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs
+        ):
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"backfill {backfill_id}: {runs}; daemon: {log.read_text()[-3000:]}")
