@@ -55,21 +55,15 @@ def process_tags() -> dict[str, str]:
     return tags
 
 
-_recorded: set[str] = set()
+def record_process(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Tag the run with the process that executes it, unless it already carries these tags.
 
-
-def record_process(context: dg.AssetExecutionContext) -> None:
-    """Tag the run this step runs in with its process (once per run and process).
-
-    The steps run in the run's own process (in_process_executor), so this names the process
-    that holds the run's pool slots, whoever launched the run.
+    Called when the run's resources start (WarehouseResource), in the run's own process
+    (in_process_executor) and before any step claims a pool slot, whoever launched the run.
     """
-    if context.run_id in _recorded:
-        return
     tags = process_tags()
-    if any(context.run.tags.get(k) != v for k, v in tags.items()):
-        context.instance.add_run_tags(context.run_id, tags)
-    _recorded.add(context.run_id)
+    if any(run.tags.get(k) != v for k, v in tags.items()):
+        instance.add_run_tags(run.run_id, tags)
 
 
 def _process_of(run: dg.DagsterRun) -> tuple[str, int, str | None] | None:

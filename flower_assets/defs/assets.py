@@ -14,7 +14,6 @@ import dagster as dg
 from pydantic import Field
 
 from flower_assets import settings
-from flower_assets.cli import runs
 from flower_assets.defs.checks import latest_materialization_records, remember_raw_outcomes
 from flower_assets.defs.columns import definition_metadata
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
@@ -103,7 +102,6 @@ def each_auction_date(
     its tables keep their previous version, and the run's other dates go on. The run then
     ends failed through the check `auction_date_loaded`, which names each such date.
     """
-    runs.record_process(context)  # whoever launched the run: a killed one is found
     asset = context.asset_key.to_user_string()
     recorded = {}
     for day in days:

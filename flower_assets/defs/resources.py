@@ -9,6 +9,7 @@ import httpx
 from pydantic import Field
 
 from flower_assets import settings
+from flower_assets.cli import runs
 from flower_assets.sample.days import SAMPLE_KEY, sample_transport
 from flower_assets.source.client import AtFlowerClient, RetryPolicy
 from flower_assets.warehouse.database import LIVE_SOURCE, SAMPLE_SOURCE, Warehouse, display_url
@@ -76,6 +77,13 @@ class WarehouseResource(dg.ConfigurableResource):
     def location(self) -> str:
         """The warehouse's URL with any password masked, for messages."""
         return display_url(self.url)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run's resources start in the process that executes its steps, before any step
+        # claims a pool slot: the run is tagged with that process, so release_dead_runs finds
+        # it if the process is killed, whoever launched the run and whatever it runs.
+        if context.instance is not None and context.dagster_run is not None:
+            runs.record_process(context.instance, context.dagster_run)
 
     def open(self) -> Warehouse:
         # No DDL per step: one query finds the warehouse at the code's schema revision. Only an
