@@ -197,6 +197,12 @@ def _dates(first: date, last: date) -> str:
     return f"{first}" if n == 1 else f"{first} to {last}, {n} dates"
 
 
+def _span(first: date, last: date) -> str:
+    """2024-05-06 to 2024-05-12 (7 dates), or one date."""
+    n = (last - first).days + 1
+    return f"{first}" if n == 1 else f"{first} to {last} ({n} dates)"
+
+
 def _clock(seconds: float) -> str:
     """12 s, 3 min 05 s, 1 h 02 min."""
     s = round(seconds)
@@ -217,9 +223,10 @@ class RunOutput(io.TextIOBase):
     Anything else written there (a pool-wait advice, a warning) reaches the terminal too.
     Dagster's console logger writes each record, traceback included, in one call that starts
     with its time stamp; it reads `sys.stderr` at every record (coloredlogs'
-    StandardErrorHandler) and uses no colours on a stream that is no terminal.
+    StandardErrorHandler), and colours it when stdout is a terminal: the file gets no colours.
     """
 
+    COLOUR = re.compile(r"\x1b\[[\d;]*m")
     DAGSTER_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - ")
 
     def __init__(self, log: TextIO, terminal: TextIO) -> None:
@@ -229,8 +236,9 @@ class RunOutput(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        if not self.DAGSTER_LINE.match(text):
+        plain = self.COLOUR.sub("", text)
+        self.log.write(plain)
+        if not self.DAGSTER_LINE.match(plain):
             self.terminal.write(text)
             self.terminal.flush()
         return len(text)
@@ -398,7 +406,7 @@ def _materialize(start: date, end: date, console: Console, stop: Stop) -> int:
     chunks = date_chunks(start, end, size)
     asked = dates_between(start, end)
     console.say(
-        f"Materializing auction dates {_dates(start, end)} from {mode}, in {len(chunks)} "
+        f"Materializing auction dates {_span(start, end)} from {mode}, in {len(chunks)} "
         f"run{'s' if len(chunks) > 1 else ''} of at most {size} dates."
     )
     if console.log_path is not None:
@@ -539,7 +547,7 @@ def _print_summary(
     loaded, unchanged_, blocked, failed = (
         dates[k] for k in ("loaded", "unchanged", "blocked", "failed")
     )
-    console.say(f"Summary of auction dates {_dates(asked[0], asked[-1])}:")
+    console.say(f"Summary of auction dates {_span(asked[0], asked[-1])}:")
     console.say(f"  loaded     {len(loaded):>4}  answers new or changed, written to the tables")
     console.say(f"  unchanged  {len(unchanged_):>4}  answers as already loaded, nothing rewritten")
     console.say(
@@ -585,7 +593,7 @@ def _build_market(
         market = date_chunks(dates[0], dates[-1], size)
         again = " again: another run changed auction records meanwhile" if attempt else ""
         console.say(
-            f"Building the market tables of {_dates(dates[0], dates[-1])} in {len(market)} "
+            f"Building the market tables of {_span(dates[0], dates[-1])} in {len(market)} "
             f"run{'s' if len(market) > 1 else ''}{again}."
         )
         ran = _run_chunks(instance, MARKET_JOB, market, console, stop)
@@ -630,13 +638,29 @@ def _execute(
     """Execute a created run here; Ctrl-C ends it and raises Interrupted."""
     with console.running(status):
         result = launch.execute(instance, run)
-    if stop.pressed:
+    if stop.pressed or _interrupted(result):
         raise Interrupted(
             f"run {run.run_id} of {run.job_name} was interrupted and is marked failed; "
             "nothing later was started. The dates already loaded stay loaded: run the same "
             "command again to complete the rest."
         )
     return result
+
+
+# How Ctrl-C ends a run: while a run executes Dagster takes SIGINT over and interrupts the step
+# under way with this error (outside a step, Python's KeyboardInterrupt).
+INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+
+
+def _interrupted(result) -> bool:
+    """The run ended because of Ctrl-C."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None:
+            if error.cls_name in INTERRUPTS:
+                return True
+            error = error.cause or error.context
+    return False
 
 
 def _run_chunks(
@@ -658,14 +682,15 @@ def _run_chunks(
     for number, (first, last) in enumerate(chunks, 1):
         run = create_run(instance, job_name, range_tags(first, last))
         label = f"Run {number}/{len(chunks)} {run.run_id} ({_dates(first, last)})"
+        short = f"Run {number}/{len(chunks)} {run.run_id[:8]}"  # the live line: one terminal line
         began = time.monotonic()
         result = _execute(
             instance,
             run,
             console,
             stop,
-            lambda label=label, began=began: (
-                f"{label} running for {_clock(time.monotonic() - began)} · {progress.status()}"
+            lambda short=short, began=began: (
+                f"{short} running for {_clock(time.monotonic() - began)} · {progress.status()}"
             ),
         )
         success = result.success
@@ -694,7 +719,7 @@ def _write_report(
     """Materialize market_report (the last year): the file it wrote, or why not."""
     run = create_run(instance, REPORT_JOB)
     result = _execute(
-        instance, run, console, stop, lambda: f"Writing the market report: run {run.run_id}"
+        instance, run, console, stop, lambda: f"Writing the market report: run {run.run_id[:8]}"
     )
     if not result.success:
         return None, f"market report: not written: {_one_line(_failures(result))}"
