@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
@@ -350,6 +351,8 @@ class Runs:
     """The runs of one job that the command ran, in order."""
 
     outcomes: list[RunOutcome] = field(default_factory=list)
+    # Failed checks of severity WARN (the dates loaded all the same): evaluations per check.
+    warnings: Counter[str] = field(default_factory=Counter)
 
     @property
     def succeeded(self) -> bool:
@@ -439,7 +442,7 @@ def _materialize(start: date, end: date, console: Console, stop: Stop) -> int:
     dates = _classify(asked, auction)
     problems = [p for p in (market_problem, report_problem) if p]
     problems += _unexplained_failures(auction, dates) + _unexplained_failures(market, {})
-    _print_summary(console, asked, dates, problems)
+    _print_summary(console, asked, dates, problems, auction.warnings + market.warnings)
     # Dagster's own commands read $DAGSTER_HOME; the repo-local instance is one too.
     home = "" if settings.env("DAGSTER_HOME") else f"DAGSTER_HOME={settings.LOCAL_HOME.resolve()} "
     console.say(
@@ -541,26 +544,36 @@ KEY_REFUSAL = re.compile(r"QuotaExceeded|KeyRefused|ApiRejectedRequest: .*result
 
 
 def _print_summary(
-    console: Console, asked: list[date], dates: dict[str, dict[date, str]], problems: list[str]
+    console: Console,
+    asked: list[date],
+    dates: dict[str, dict[date, str]],
+    problems: list[str],
+    warnings: Counter[str],
 ) -> None:
     """One summary: how many dates loaded, unchanged, blocked, failed, and each cause."""
     loaded, unchanged_, blocked, failed = (
         dates[k] for k in ("loaded", "unchanged", "blocked", "failed")
     )
     console.say(f"Summary of auction dates {_span(asked[0], asked[-1])}:")
-    console.say(f"  loaded     {len(loaded):>4}  answers new or changed, written to the tables")
-    console.say(f"  unchanged  {len(unchanged_):>4}  answers as already loaded, nothing rewritten")
+    console.say(f"  loaded     {len(loaded):>4}  new or changed answers, written to the tables")
+    console.say(f"  unchanged  {len(unchanged_):>4}  the answers already loaded: nothing rewritten")
     console.say(
-        f"  blocked    {len(blocked):>4}  answers stored, but a blocking check keeps them out "
-        "of the tables"
+        f"  blocked    {len(blocked):>4}  answers stored, but kept out of the tables by a "
+        "blocking check"
     )
     for day, cause in sorted(blocked.items()):
         console.say(f"    {day}  {cause}")
-    console.say(f"  failed     {len(failed):>4}  not loaded")
+    console.say(f"  failed     {len(failed):>4}  not loaded: the fetch or the load failed")
     for day, cause in sorted(failed.items()):
         console.say(f"    {day}  {cause}")
     for problem in problems:
         console.say(f"  {problem}")
+    if warnings:
+        counted = ", ".join(f"{name} {n}" for name, n in sorted(warnings.items()))
+        console.say(
+            f"  check warnings (dates loaded all the same; see each asset's Checks in the UI): "
+            f"{counted}"
+        )
     if blocked or failed:
         first, last = min([*blocked, *failed]), max([*blocked, *failed])
         console.say(
@@ -663,6 +676,21 @@ def _interrupted(result) -> bool:
     return False
 
 
+def _check_warnings(result) -> Counter[str]:
+    """The run's failed checks of severity WARN, counted per check (one evaluation a date)."""
+    found: Counter[str] = Counter()
+    for event in result.all_events:
+        evaluation = event.event_specific_data
+        if (
+            event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            and isinstance(evaluation, dg.AssetCheckEvaluation)
+            and not evaluation.passed
+            and evaluation.severity == dg.AssetCheckSeverity.WARN
+        ):
+            found[evaluation.check_name] += 1
+    return found
+
+
 def _run_chunks(
     instance: dg.DagsterInstance,
     job_name: str,
@@ -695,6 +723,7 @@ def _run_chunks(
         )
         success = result.success
         failures = [] if success else _failures(result)
+        ran.warnings.update(_check_warnings(result))
         del result  # a run's events are not kept: memory stays flat over a long range
         ran.outcomes.append(RunOutcome(run.run_id, job_name, first, last, success, failures))
         progress.done += (last - first).days + 1

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import date
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -155,3 +157,38 @@ def test_ctrl_c_ends_the_run_under_way_and_the_command(tmp_path, home, monkeypat
         assert run.job_name == "flower_auction_job" and run.run_id in line
         assert run.status == dg.DagsterRunStatus.FAILURE
         assert runs.holders(instance, "flower_api") == set()  # its pool slot is free
+
+
+def test_failed_warning_checks_are_counted_in_the_summary_not_as_errors(capsys):
+    from flower_assets import cli
+
+    def evaluation(check: str, passed: bool, severity: dg.AssetCheckSeverity) -> object:
+        data = dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("bidding_flowers"),
+            check_name=check,
+            passed=passed,
+            severity=severity,
+        )
+        return SimpleNamespace(
+            event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, event_specific_data=data
+        )
+
+    result = SimpleNamespace(
+        all_events=[
+            evaluation("price_anomalies", False, dg.AssetCheckSeverity.WARN),
+            evaluation("price_anomalies", False, dg.AssetCheckSeverity.WARN),
+            evaluation("price_anomalies", True, dg.AssetCheckSeverity.WARN),
+            evaluation("prices_ordered", False, dg.AssetCheckSeverity.ERROR),
+        ]
+    )
+    warnings = cli._check_warnings(result)
+    assert warnings == {"price_anomalies": 2}
+    days = [date(2024, 5, 9), date(2024, 5, 10)]
+    dates = {"loaded": dict.fromkeys(days, ""), "unchanged": {}, "blocked": {}, "failed": {}}
+    cli._print_summary(cli.Console(verbose=True), days, dates, [], warnings)
+    said = capsys.readouterr()
+    assert said.err == ""
+    assert said.out.splitlines()[-1] == (
+        "  check warnings (dates loaded all the same; see each asset's Checks in the UI): "
+        "price_anomalies 2"
+    )
