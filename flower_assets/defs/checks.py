@@ -457,7 +457,10 @@ def build_checks_job(judged: list[AssetChecks]) -> dg.JobDefinition:
         partitions_def=auction_date_partitions,
         description="Judge every check of the auction and market tables again for the chosen "
         "auction dates, on what the warehouse stores: nothing is fetched or written. Pick the "
-        "dates on its Partitions tab (Launch backfill…) or in its Launchpad.",
+        "dates on its Partitions tab (Launch backfill…, tick Completed to re-judge a date "
+        "again) or in its Launchpad. That tab counts only this job's own runs: a date it never "
+        "re-judged shows Missing there, though its checks ran when it was loaded (each asset's "
+        "Checks tab shows every date's result).",
     )
     def flower_checks_job() -> None:
         for each in judged:
