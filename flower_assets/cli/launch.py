@@ -1,9 +1,10 @@
 """Runs of the code location, executed in the `flower-assets` command's own process.
 
 `execute_in_process` records a run without the code location it came from: the Dagster UI
-then leaves it off the Overview timeline (which draws only runs with a `repositoryOrigin`) and
-off its job's page. Launching through the location would need a code server and a run launcher
-that runs each run in another process (or a daemon, with dagster.yaml's queued coordinator).
+then leaves it off the Overview timeline, which draws only runs with a `repositoryOrigin` (a
+`.dagster/repository` tag set by hand lists it on its job's page, not on the timeline).
+Launching through the location would need a code server and a run launcher that runs each run
+in another process (or a daemon, with dagster.yaml's queued coordinator).
 
 Here a run is created as a launch from the location creates it, with the location's origin
 (`flower_assets`, as workspace.yaml and pyproject.toml name it: `__repository__@flower_assets`),
@@ -38,12 +39,8 @@ def _repository() -> ReconstructableRepository:
     return ReconstructableRepository.for_module(MODULE, ATTRIBUTE)
 
 
-def repository_label() -> str:
-    """`__repository__@flower_assets`: the `.dagster/repository` tag of the location's runs."""
-    return _repository_origin().get_label()
-
-
 def _repository_origin() -> RemoteRepositoryOrigin:
+    """The origin Dagster gives the location's repository when it loads workspace.yaml."""
     location = location_origin_from_module_name(MODULE, None, None, LOCATION_NAME)
     return RemoteRepositoryOrigin(location, REPOSITORY_NAME)
 

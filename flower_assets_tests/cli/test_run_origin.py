@@ -11,18 +11,18 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import yaml
 
-from flower_assets.cli import runs
+from flower_assets.cli import launch, runs
 from flower_assets_tests.webui import (
     BIN,
     LOCATION,
+    REPO,
     REPOSITORY,
     clean_env,
     embedded_home,
     webserver,
 )
-
-pytestmark = pytest.mark.slow
 
 # The Overview timeline's query (CompletedRunTimelineQuery, RunTimelineFragment), trimmed.
 TIMELINE = """query($filter: RunsFilter!) { runsOrError(filter: $filter, limit: 100) {
@@ -33,6 +33,7 @@ JOB_RUNS = """query($selector: PipelineSelector!) { pipelineOrError(params: $sel
   ... on Pipeline { runs(limit: 100) { runId } } } }"""
 
 
+@pytest.mark.slow
 def test_every_cli_run_shows_on_the_timeline_and_under_its_job(tmp_path):
     home = embedded_home(tmp_path / "dagster_home")
     env = clean_env(
@@ -81,3 +82,10 @@ def test_every_cli_run_shows_on_the_timeline_and_under_its_job(tmp_path):
             )["pipelineOrError"]["runs"]
             ours = {run["runId"] for run in found if run["pipelineName"] == job}
             assert ours <= {run["runId"] for run in listed}, job
+
+
+def test_the_cli_names_the_code_location_as_workspace_yaml_does():
+    (entry,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    module = entry["python_module"]
+    assert (module["module_name"], module["location_name"]) == (launch.MODULE, launch.LOCATION_NAME)
+    assert (launch.LOCATION_NAME, launch.REPOSITORY_NAME) == (LOCATION, REPOSITORY)
