@@ -102,22 +102,20 @@ def check_settings() -> None:
 
 
 def check_dates(start: date, end: date) -> None:
-    """Both dates must be auction-date partitions: FLOWER_START_DATE to yesterday in Seoul."""
-    from flower_assets.defs.partitions import SEOUL_TIMEZONE, auction_date_partitions
+    """Both dates must be auction-date partitions (see defs/partitions.py)."""
+    from flower_assets.defs.partitions import auction_date_partitions, partitions_label
 
     first_key = auction_date_partitions.get_first_partition_key()
     last_key = auction_date_partitions.get_last_partition_key()
     if first_key is None or last_key is None:
         raise Refused(
-            f"{settings.START_DATE_ENV}={settings.start_date()} leaves no auction date to "
-            f"materialize: it must be yesterday in {SEOUL_TIMEZONE} or earlier"
+            f"no auction date to materialize: the partitions run from {partitions_label()}"
         )
     first, last = date.fromisoformat(first_key), date.fromisoformat(last_key)
     for flag, day in (("--from", start), ("--to", end)):
         if not first <= day <= last:
             raise Refused(
-                f"{flag} {day} is no auction-date partition: valid dates are {first} "
-                f"({settings.START_DATE_ENV}) to {last} (yesterday in {SEOUL_TIMEZONE})"
+                f"{flag} {day} is no auction-date partition: valid dates are {partitions_label()}"
             )
     if end < start:
         raise Refused(f"--to {end} is before --from {start}")
