@@ -1,15 +1,18 @@
 """A newcomer's first five minutes, as the UI shows them: the README's first command on a fresh
-clone, then dagster-webserver and dagster-daemon on the instance it leaves (issue #18).
+clone, then `flower-assets ui` (the webserver and the daemon) on the instance it leaves.
 
 Everything is asserted through the webserver's GraphQL, the queries the UI's pages send.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +25,8 @@ from flower_assets_tests.webui import (
     REPOSITORY,
     Ui,
     clean_env,
+    free_port,
     statuses_by_date,
-    webserver,
 )
 
 AUCTION_ASSETS = ["public_bidding_flowers", "flower_types", "flowers", "bidding_flowers"]
@@ -36,7 +39,7 @@ UNCHANGED_DATE = "2024-05-10"
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory) -> Iterator[tuple[Ui, Path, str]]:
-    """The README's first command in a fresh directory, then the UI and the daemon on it."""
+    """The README's first two commands in a fresh directory: the sample run, then the UI."""
     clone = tmp_path_factory.mktemp("clone")
     for name in ("dagster.yaml", "workspace.yaml"):
         shutil.copy(REPO / name, clone / name)
@@ -49,20 +52,46 @@ def first_run(tmp_path_factory) -> Iterator[tuple[Ui, Path, str]]:
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    env = clean_env(DAGSTER_HOME=str(clone / ".dagster_home"))
-    daemon = subprocess.Popen(
-        [BIN / "dagster-daemon", "run", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(clone / "daemon.log").open("w"),
+    port = free_port()
+    log = clone / "ui.log"
+    ui = subprocess.Popen(
+        [BIN / "flower-assets", "ui", "--port", str(port)],
+        cwd=clone,
+        env=clean_env(),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # dagster dev and the webserver, daemon and code server it starts
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        with webserver(env, clone / "webserver.log") as ui:
-            yield ui, clone, done.stdout
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline or ui.poll() is not None:
+                    raise AssertionError(
+                        f"the UI did not start: {log.read_text()[-3000:]}"
+                    ) from exc
+                time.sleep(1)
+        yield Ui(url), clone, done.stdout
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
+        os.killpg(ui.pid, signal.SIGINT)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+
+
+def test_the_ui_command_starts_without_warnings_and_ui_and_daemon_share_the_instance(first_run):
+    _, clone, output = first_run
+    assert "uv run flower-assets ui" in output
+    said = (clone / "ui.log").read_text()
+    assert f"over the instance in {clone / '.dagster_home'}" in said
+    # Dagster warned of ./dagster.yaml "will not be used" (it is, by copy) and of dagster dev.
+    assert "WARNING" not in said and "Warning" not in said, said
 
 
 def partition_stats(ui: Ui) -> dict[str, dict[str, int]]:

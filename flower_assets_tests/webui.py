@@ -152,7 +152,7 @@ def statuses_by_date(check: dict) -> dict[str, str]:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -160,7 +160,7 @@ def _free_port() -> int:
 
 @contextmanager
 def webserver(env: dict[str, str], log: Path) -> Iterator[Ui]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [BIN / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO,

@@ -39,21 +39,34 @@ def local_instance() -> Iterator[dg.DagsterInstance]:
         with dg.DagsterInstance.get() as instance:
             yield instance
         return
+    home, overrides = _local_home()
+    # A persistent instance rooted in ./.dagster_home, configured as ./dagster.yaml says.
+    with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as instance:
+        yield instance
+
+
+def _local_home() -> tuple[Path, dict | None]:
+    """./.dagster_home with a copy of ./dagster.yaml, and that file's config for it."""
     home = settings.LOCAL_HOME.resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = Path("dagster.yaml")
     overrides = settings.local_instance_config(config, home)
     if overrides is not None:
-        # A copy in it: `DAGSTER_HOME=$PWD/.dagster_home dagster dev` opens the same instance.
-        # Replaced in one step: a command starting meanwhile reads the old copy or the new one.
+        # A copy in it: Dagster's own commands with DAGSTER_HOME=.dagster_home open the same
+        # instance. Replaced in one step: a command starting meanwhile reads the old or the new.
         text, copy = config.read_text(), home / "dagster.yaml"
         if not copy.exists() or copy.read_text() != text:
             staged = home / f".dagster.yaml.{os.getpid()}"
             staged.write_text(text)
             staged.replace(copy)
-    # A persistent instance rooted in ./.dagster_home, configured as ./dagster.yaml says.
-    with dg.DagsterInstance.local_temp(str(home), overrides=overrides) as instance:
-        yield instance
+    return home, overrides
+
+
+def instance_home() -> Path:
+    """The instance directory the commands use: $DAGSTER_HOME, or ./.dagster_home."""
+    if home := settings.env("DAGSTER_HOME"):
+        return Path(home).resolve()
+    return _local_home()[0]
 
 
 AUCTION_JOB, MARKET_JOB, REPORT_JOB = "flower_auction_job", "flower_market_job", "flower_report_job"
@@ -441,10 +454,8 @@ def _materialize(start: date, end: date, console: Console, stop: Stop) -> int:
     problems = [p for p in (market_problem, report_problem) if p]
     problems += _unexplained_failures(auction, dates) + _unexplained_failures(market, {})
     _print_summary(console, asked, dates, problems, auction.warnings + market.warnings)
-    # Dagster's own commands read $DAGSTER_HOME; the repo-local instance is one too.
-    home = "" if settings.env("DAGSTER_HOME") else f"DAGSTER_HOME={settings.LOCAL_HOME.resolve()} "
     console.say(
-        f"Browse the runs and assets with: {home}uv run dagster dev  (then open http://127.0.0.1:3000)"
+        "Browse the runs and assets: uv run flower-assets ui  (then open http://127.0.0.1:3000)"
     )
     blocked, failed = dates["blocked"], dates["failed"]
     if blocked or failed or problems:
@@ -852,6 +863,27 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    """Dagster's UI and daemon (`dagster dev`) on the instance the other commands use."""
+    home = instance_home()
+    workspace = Path("workspace.yaml").resolve()
+    where = ["-w", str(workspace)] if workspace.exists() else ["-m", "flower_assets.definitions"]
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        # `dagster dev` is what starts the UI and the daemon together; its notice that `dg dev`
+        # supersedes it is meant for Dagster projects laid out for dg, not for this command.
+        "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
+    }
+    print(f"Dagster UI on http://{args.host}:{args.port} over the instance in {home}", flush=True)
+    # Started in the instance directory: Dagster warns of a dagster.yaml in the working
+    # directory that is not the instance's, and ./dagster.yaml is the instance's only by copy.
+    os.chdir(home)
+    command = ["dagster", "dev", *where, "-h", args.host, "-p", str(args.port)]
+    executable = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    os.execvpe(executable, command, env)  # Ctrl-C reaches dagster dev itself
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     first, last = SAMPLE_PERIOD
     parser = argparse.ArgumentParser(prog="flower-assets", description=__doc__)
@@ -916,6 +948,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     dead.add_argument("action", choices=["release"])
     dead.set_defaults(handler=_runs)
+    ui = commands.add_parser(
+        "ui",
+        help="the Dagster UI and daemon (dagster dev) on the instance the other commands use: "
+        "$DAGSTER_HOME, or ./.dagster_home",
+    )
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=_ui)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
