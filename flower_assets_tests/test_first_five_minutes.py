@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from flower_assets_tests.webui import (
     clean_env,
     free_port,
     statuses_by_date,
+    wait_until_serving,
 )
 
 AUCTION_ASSETS = ["public_bidding_flowers", "flower_types", "flowers", "bidding_flowers"]
@@ -64,17 +64,7 @@ def first_run(tmp_path_factory) -> Iterator[tuple[Ui, Path, str]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError as exc:
-                if time.monotonic() > deadline or ui.poll() is not None:
-                    raise AssertionError(
-                        f"the UI did not start: {log.read_text()[-3000:]}"
-                    ) from exc
-                time.sleep(1)
+        wait_until_serving(url, ui, log)
         yield Ui(url), clone, done.stdout
     finally:
         os.killpg(ui.pid, signal.SIGINT)
@@ -159,19 +149,10 @@ def test_every_cli_run_is_on_the_timeline(first_run):
         }, run
 
 
-def stale_status(ui: Ui, asset: str, partition: str) -> str:
-    return ui.query(
-        """query($key: AssetKeyInput!, $p: String!) { assetNodeOrError(assetKey: $key) {
-            ... on AssetNode { staleStatus(partition: $p) } } }""",
-        key={"path": [asset]},
-        p=partition,
-    )["assetNodeOrError"]["staleStatus"]
-
-
 def test_materialize_from_the_ui_on_an_unchanged_date_leaves_everything_fresh(first_run):
     ui, _, _ = first_run
     for asset in ["bidding_flowers", *MARKET_ASSETS]:
-        assert stale_status(ui, asset, UNCHANGED_DATE) == "FRESH", asset
+        assert ui.stale_status(asset, UNCHANGED_DATE) == "FRESH", asset
     # Exactly what the UI's Materialize button sends for one asset and one date: the asset
     # with its own checks.
     checks = [("bidding_flowers", name) for name in ui.checks("bidding_flowers")]
@@ -181,7 +162,7 @@ def test_materialize_from_the_ui_on_an_unchanged_date_leaves_everything_fresh(fi
     assert ui.wait_for_run(run_id, timeout_s=300) == "SUCCESS"
     time.sleep(1)
     for asset in ["bidding_flowers", *MARKET_ASSETS]:
-        assert stale_status(ui, asset, UNCHANGED_DATE) == "FRESH", asset
+        assert ui.stale_status(asset, UNCHANGED_DATE) == "FRESH", asset
 
 
 def check_description(ui: Ui, asset: str, check: str, partition: str) -> str:

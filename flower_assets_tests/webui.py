@@ -101,8 +101,27 @@ class Ui:
         return {c["name"]: c for c in data["assetNodeOrError"]["assetChecksOrError"]["checks"]}
 
     def launch(
-        self, job: str, tags: dict[str, str], checks: list[tuple[str, str]], assets: list[str]
+        self,
+        job: str,
+        tags: dict[str, str],
+        checks: list[tuple[str, str]] | None = None,
+        assets: list[str] | None = None,
     ) -> str:
+        """A run launched as the UI launches it (Materialize, Execute, Launchpad): its id.
+
+        Without `checks` and `assets` the job runs whole, as the Launchpad runs an op job.
+        """
+        selector: dict[str, object] = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "pipelineName": job,
+        }
+        if assets is not None:
+            selector["assetSelection"] = [{"path": [a]} for a in assets]
+        if checks is not None:
+            selector["assetCheckSelection"] = [
+                {"assetKey": {"path": [a]}, "name": n} for a, n in checks
+            ]
         data = self.query(
             """mutation($params: ExecutionParams!) {
               launchPipelineExecution(executionParams: $params) {
@@ -112,20 +131,21 @@ class Ui:
                 "mode": "default",
                 "runConfigData": "{}",
                 "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
-                "selector": {
-                    "repositoryLocationName": LOCATION,
-                    "repositoryName": REPOSITORY,
-                    "pipelineName": job,
-                    "assetSelection": [{"path": [a]} for a in assets],
-                    "assetCheckSelection": [
-                        {"assetKey": {"path": [a]}, "name": n} for a, n in checks
-                    ],
-                },
+                "selector": selector,
             },
         )
         launched = data["launchPipelineExecution"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         return launched["run"]["runId"]
+
+    def stale_status(self, asset: str, partition: str) -> str:
+        """The date's staleness as the asset's pages show it: FRESH, STALE or MISSING."""
+        return self.query(
+            """query($key: AssetKeyInput!, $p: String!) { assetNodeOrError(assetKey: $key) {
+                ... on AssetNode { staleStatus(partition: $p) } } }""",
+            key={"path": [asset]},
+            p=partition,
+        )["assetNodeOrError"]["staleStatus"]
 
     def wait_for_run(self, run_id: str, timeout_s: float = 180) -> str:
         deadline = time.monotonic() + timeout_s
@@ -158,6 +178,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+    """Return once the webserver at `url` answers; fail with its log if it stops or is slow."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/server_info", timeout=2)
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise AssertionError(f"webserver did not start: {log.read_text()[-3000:]}") from exc
+            time.sleep(0.5)
+
+
 @contextmanager
 def webserver(env: dict[str, str], log: Path) -> Iterator[Ui]:
     port = free_port()
@@ -170,17 +203,7 @@ def webserver(env: dict[str, str], log: Path) -> Iterator[Ui]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError as exc:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError(
-                        f"webserver did not start: {log.read_text()[-2000:]}"
-                    ) from exc
-                time.sleep(0.5)
+        wait_until_serving(url, process, log)
         yield Ui(url)
     finally:
         process.terminate()

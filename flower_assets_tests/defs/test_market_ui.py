@@ -57,15 +57,6 @@ def answer(prices: dict[str, int]):
     return rows_for
 
 
-def stale(ui: Ui, asset: str, partition: str) -> str:
-    return ui.query(
-        """query($key: AssetKeyInput!, $p: String!) { assetNodeOrError(assetKey: $key) {
-            ... on AssetNode { staleStatus(partition: $p) } } }""",
-        key={"path": [asset]},
-        p=partition,
-    )["assetNodeOrError"]["staleStatus"]
-
-
 MARKET_CHECKS = {
     "daily_item_prices": ["built_on_current_history", "reconciles_with_records"],
     "variety_price_changes": ["built_on_current_history", "covers_every_record"],
@@ -132,7 +123,7 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
         with dg.DagsterInstance.get() as instance, webserver(env, tmp_path / "web.log") as ui:
             for asset in MARKET:
                 for day in DAYS:
-                    assert stale(ui, asset, day) == "FRESH", (asset, day)
+                    assert ui.stale_status(asset, day) == "FRESH", (asset, day)
             assert_checks_passed(ui)
             shown = ui.materialization_metadata("category_price_index", "2024-05-10")
             assert isinstance(shown["index_절화"], float)
@@ -158,13 +149,13 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
                 asset_selection=[dg.AssetKey("market_inputs")],
             )
             for asset in MARKET:
-                assert stale(ui, asset, "2024-05-06") == "FRESH", asset
+                assert ui.stale_status(asset, "2024-05-06") == "FRESH", asset
                 for day in DAYS[1:]:
-                    assert stale(ui, asset, day) == "STALE", (asset, day)
+                    assert ui.stale_status(asset, day) == "STALE", (asset, day)
             run_range(market, instance, "2024-05-08", "2024-05-13")
             for asset in MARKET:
                 for day in DAYS:
-                    assert stale(ui, asset, day) == "FRESH", (asset, day)
+                    assert ui.stale_status(asset, day) == "FRESH", (asset, day)
             assert_checks_passed(ui)
 
             # An earlier date arrives after the later ones were built: every later date's
@@ -180,7 +171,7 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
             )
             for asset in MARKET:
                 for day in DAYS:
-                    assert stale(ui, asset, day) == "STALE", (asset, day)
+                    assert ui.stale_status(asset, day) == "STALE", (asset, day)
             checks = defs.resolve_job_def("flower_checks_job")
             run_range(checks, instance, "2024-05-06", "2024-05-13")
             history = statuses_by_date(
@@ -190,5 +181,5 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
             run_range(market, instance, "2024-05-03", "2024-05-13")
             for asset in MARKET:
                 for day in DAYS:
-                    assert stale(ui, asset, day) == "FRESH", (asset, day)
+                    assert ui.stale_status(asset, day) == "FRESH", (asset, day)
             assert_checks_passed(ui)

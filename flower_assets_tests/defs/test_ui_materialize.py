@@ -29,7 +29,7 @@ from flower_assets.quality.catalog import (
 )
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets_tests.conftest import TEST_KEY, fresh_definitions
-from flower_assets_tests.defs.test_market_ui import DAYS, MARKET, answer, run_range, stale
+from flower_assets_tests.defs.test_market_ui import DAYS, MARKET, answer, run_range
 from flower_assets_tests.webui import (
     BIN,
     LOCATION,
@@ -84,7 +84,7 @@ def materialize_from_ui(ui: Ui, assets: list[str], day: str, run_config: dict | 
 
 
 def statuses(ui: Ui, assets: tuple[str, ...], days: list[str]) -> dict[tuple[str, str], str]:
-    return {(asset, day): stale(ui, asset, day) for asset in assets for day in days}
+    return {(asset, day): ui.stale_status(asset, day) for asset in assets for day in days}
 
 
 def all_fresh(assets: tuple[str, ...], days: list[str]) -> dict[tuple[str, str], str]:
@@ -179,24 +179,7 @@ JUDGED = dict(CHECKS) | {
 
 def launch_checks_job(ui: Ui, tags: dict[str, str]) -> tuple[str, str]:
     """flower_checks_job launched as the Launchpad launches it: its run id and final status."""
-    launched = ui.query(
-        """mutation($params: ExecutionParams!) {
-          launchPipelineExecution(executionParams: $params) {
-            __typename ... on LaunchRunSuccess { run { runId } }
-            ... on PythonError { message } } }""",
-        params={
-            "mode": "default",
-            "runConfigData": "{}",
-            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
-            "selector": {
-                "repositoryLocationName": LOCATION,
-                "repositoryName": REPOSITORY,
-                "pipelineName": "flower_checks_job",
-            },
-        },
-    )["launchPipelineExecution"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    run_id = ui.launch("flower_checks_job", tags)
     return run_id, ui.wait_for_run(run_id, timeout_s=300)
 
 
