@@ -102,8 +102,9 @@ def test_a_correction_is_recorded_row_by_row_and_answers_in_one_query(
     assert corrections.height == 4  # the unchanged third fetch added none
     assert corrections["auction_date"].unique().to_list() == [date.fromisoformat(DAY)]
 
-    shown = [
-        {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    # Each run's latest materialization of the date: the one the UI shows for that run.
+    by_run = {
+        record.run_id: {k: v.value for k, v in record.asset_materialization.metadata.items()}
         for record in instance.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey("public_bidding_flowers"), asset_partitions=[DAY]
@@ -111,7 +112,8 @@ def test_a_correction_is_recorded_row_by_row_and_answers_in_one_query(
             limit=10,
             ascending=True,
         ).records
-    ]
+    }
+    shown = list(by_run.values())
     assert shown[0]["corrected_rows"] == 0  # the first answer for a date corrects nothing
     assert shown[1]["corrected_rows"] == 4
     assert shown[1]["corrections"] == {"added": 1, "removed": 2, "changed": 1}
