@@ -175,6 +175,18 @@ def fresh_definitions() -> ModuleType:
     return importlib.import_module("flower_assets.definitions")
 
 
+def latest_materializations(result, node: str) -> list[dg.AssetMaterialization]:
+    """Each date's latest materialization in the run, in date order: what the UI shows for it.
+
+    An auction asset records a date's content version in a materialization of its own after
+    Dagster's (defs/assets.py `materialized`), so its run holds two per date.
+    """
+    latest: dict[str | None, dg.AssetMaterialization] = {}
+    for materialization in result.asset_materializations_for_node(node):
+        latest[materialization.partition] = materialization
+    return list(latest.values())
+
+
 def pipeline_job(resources: dict) -> dg.JobDefinition:
     """The four assets and their checks as one job, as the platform runs them."""
     return dg.Definitions(

@@ -12,7 +12,15 @@ from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets.steps import quarantine_splits
 from flower_assets.steps.quarantine_splits import QuarantineSplits
-from flower_assets_tests.conftest import TEST_KEY, Market, item, materialize, resources_for, tables
+from flower_assets_tests.conftest import (
+    TEST_KEY,
+    Market,
+    item,
+    latest_materializations,
+    materialize,
+    resources_for,
+    tables,
+)
 
 DATES = ["2024-05-08", "2024-05-09", "2024-05-10"]
 
@@ -90,7 +98,7 @@ def assert_referential_integrity(t: dict[str, pl.DataFrame]) -> None:
 
 def test_sample_mode_fills_all_four_tables_and_says_so(warehouse_url, instance):
     (result,) = materialize(["2024-05-10"], warehouse_url, instance)
-    raw_meta = result.asset_materializations_for_node("public_bidding_flowers")[0].metadata
+    raw_meta = latest_materializations(result, "public_bidding_flowers")[0].metadata
     assert raw_meta["sample_mode"].value is True
     assert raw_meta["api_calls"].value == 4
     per_category = raw_meta["rows_per_category"].value
@@ -116,10 +124,10 @@ def test_live_partitions_via_http_then_rematerialized_give_identical_tables(
         assert len(server.requests) == 4 * len(DATES)  # one call per category per day
         materialize(DATES, warehouse_url, instance, server.url, refetch=True)
     assert all(r.success for r in results)
-    meta = results[2].asset_materializations_for_node("public_bidding_flowers")[0].metadata
+    meta = latest_materializations(results[2], "public_bidding_flowers")[0].metadata
     assert meta["sample_mode"].value is False and meta["dagster/row_count"].value == 3
     assert meta["rows_per_category"].value == {"절화": 2, "관엽": 0, "난": 1, "춘란": 0}
-    types_meta = results[0].asset_materializations_for_node("flower_types")[0].metadata
+    types_meta = latest_materializations(results[0], "flower_types")[0].metadata
     assert types_meta["new_items"].value == 1
     assert_referential_integrity(first)
     assert (
@@ -188,7 +196,7 @@ def test_no_auction_day_succeeds_with_no_rows_and_leaves_other_dates_alone(
         before = tables(warehouse_url)
         (result,) = materialize(["2024-05-11"], warehouse_url, instance, server.url)
     assert result.success
-    meta = result.asset_materializations_for_node("public_bidding_flowers")[0].metadata
+    meta = latest_materializations(result, "public_bidding_flowers")[0].metadata
     assert meta["dagster/row_count"].value == 0 and meta["api_calls"].value == 4
     assert all(tables(warehouse_url)[k].equals(before[k]) for k in before)
 

@@ -14,6 +14,7 @@ from flower_assets_tests.conftest import (
     Market,
     fresh_definitions,
     item,
+    latest_materializations,
     materialize,
     tables,
 )
@@ -53,7 +54,7 @@ def test_a_partial_resource_override_keeps_the_key_and_url_from_the_environment(
             monkeypatch.undo()
             fresh_definitions()
         calls = len(server.requests)
-    raw = result.asset_materializations_for_node("public_bidding_flowers")[0].metadata
+    raw = latest_materializations(result, "public_bidding_flowers")[0].metadata
     assert raw["sample_mode"].value is False and calls == 4
     stored = tables(f"sqlite:///{tmp_path / 'w.sqlite'}")["public_bidding_flowers"]
     assert [json.loads(text)["goodName"] for text in stored["raw_item"]] == ["라이브"]

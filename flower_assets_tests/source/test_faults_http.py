@@ -47,7 +47,7 @@ from flower_assets.warehouse.schemas import (
     REJECTED,
     UPLOAD_LOGS,
 )
-from flower_assets_tests.conftest import Market, item, pipeline_job, tables
+from flower_assets_tests.conftest import Market, item, latest_materializations, pipeline_job, tables
 
 # The newest auction-date partitions: always re-fetched (late corrections), never served from a
 # cache of earlier answers, so that every run below really talks to the fake server.
@@ -162,7 +162,7 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bo
 
 
 def raw_metadata(result: dg.ExecuteInProcessResult) -> dict:
-    (materialization,) = result.asset_materializations_for_node("public_bidding_flowers")
+    (materialization,) = latest_materializations(result, "public_bidding_flowers")
     return {k: v.value for k, v in materialization.metadata.items()}
 
 
@@ -395,7 +395,7 @@ def assert_failed_cleanly(stage: Stage, result, cause: str, category: Category =
     assert step == "bidding_flowers_checks"  # auction_date_loaded, once every date is judged
     assert DAY in message and category.label in message and cause in message, message
     assert KEY not in message
-    (shown,) = result.asset_materializations_for_node("public_bidding_flowers")
+    (shown,) = latest_materializations(result, "public_bidding_flowers")
     failed = shown.metadata["load_failed"].value
     assert category.label in failed and cause in failed and KEY not in failed
     # The previous good version of the date is untouched in every table, masters included.
@@ -536,7 +536,7 @@ def test_a_whole_answer_for_another_date_is_kept_raw_and_blocks_the_normalized_t
     version = partition_version(stage.url)
     assert version["records"] == stage.version["records"]
     assert version["rejected"] == stage.version["rejected"]
-    (recorded,) = result.asset_materializations_for_node("bidding_flowers")
+    (recorded,) = latest_materializations(result, "bidding_flowers")
     assert "rejected_share_within_threshold" in recorded.metadata["blocked_by"].value
 
 

@@ -25,7 +25,7 @@ from flower_assets.warehouse.schemas import (
     TABLES,
     VARIETY_PRICE_CHANGES,
 )
-from flower_assets_tests.conftest import Market, item
+from flower_assets_tests.conftest import Market, item, latest_materializations
 from flower_assets_tests.defs.test_market import build_market
 from flower_assets_tests.source.test_faults_http import (
     DAY,
@@ -337,7 +337,7 @@ def test_schema_drift_and_an_unknown_category_block_downstream_and_lose_nothing(
     for said in ("field lvNm missing in 1", "unexpected field lv", "field totAmt missing in 1"):
         assert said in summary, summary
     assert "unknown category '다육'" in summary
-    (recorded,) = result.asset_materializations_for_node("bidding_flowers")
+    (recorded,) = latest_materializations(result, "bidding_flowers")
     assert "schema_conforms" in recorded.metadata["blocked_by"].value
     # Raw keeps every row as received; records and quarantine still hold the last good version.
     raw = raw_by_variety(warehouse_url)
