@@ -242,7 +242,8 @@ def start_child(tmp_path: Path, name: str, url: str, api_url: str, hook: str) ->
     home = tmp_path / f"home_{name}"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "DAGSTER_"))}
-    env |= {"DAGSTER_DISABLE_TELEMETRY": "yes", "CHILD_KEY": KEY}
+    # A process with a service key: live partitions (the day is recent, outside the sample).
+    env |= {"DAGSTER_DISABLE_TELEMETRY": "yes", "CHILD_KEY": KEY, "FLOWER_API_KEY": KEY}
     report = tmp_path / f"{name}.json"
     with open(tmp_path / f"{name}.log", "wb") as log:
         return subprocess.Popen(
