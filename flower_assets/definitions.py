@@ -53,7 +53,9 @@ flower_market_job = dg.define_asset_job(
     - dg.AssetSelection.assets(market_report),
     partitions_def=auction_date_partitions,
     description="Observe the stored answers, then build the market tables of the selected "
-    "auction dates from the auction records, and check each date.",
+    "auction dates from the auction records, and check each date. Its Partitions tab counts "
+    "every date missing: market_inputs, observed here, is never materialized; Show per-asset "
+    "status gives each market table's own count.",
 )
 
 flower_report_job = dg.define_asset_job(
