@@ -893,8 +893,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="materialize the auction tables, then the market tables and the market report, "
         "for a range of auction dates, in runs of at most the backfill policy's dates (100)",
         description="Without FLOWER_API_KEY the synthetic market's sample days "
-        f"({first} to {last}) are used; those are the default range. Dates must be "
-        "auction-date partitions: FLOWER_START_DATE to yesterday in Asia/Seoul.",
+        f"({first} to {last}) are used: the default range, and the only auction-date "
+        "partitions. With it, dates run from FLOWER_START_DATE to yesterday in Asia/Seoul.",
     )
     run.add_argument(
         "--from",
