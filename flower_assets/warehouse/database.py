@@ -12,6 +12,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -481,6 +482,23 @@ class Warehouse(ABC):
         return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def _journal_in_wal(conn: sqlite3.Connection, patience_s: float = 60.0) -> None:
+    """Put the file in WAL mode (kept in the file: a no-op once any connection did it).
+
+    On a new file two processes may switch it at once, and SQLite then answers one of them
+    "database is locked" at once, without waiting in the busy handler: that one tries again.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SqliteWarehouse(Warehouse):
     dialect = "sqlite"
 
@@ -490,7 +508,7 @@ class SqliteWarehouse(Warehouse):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            _journal_in_wal(self._conn)
             # In WAL mode NORMAL never corrupts the file; it only skips an fsync per commit.
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
