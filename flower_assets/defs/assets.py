@@ -155,7 +155,8 @@ def _metadata_value(value: object) -> object:
 
 
 # Dagster's tags of a materialization's data version and provenance, as its event log stores
-# them and the public `dg.DataProvenance.from_tags` reads them back (tested in test_versions.py).
+# them and the public `dg.DataProvenance.from_tags` reads them back (the staleness they give is
+# tested through GraphQL in test_ui_materialize.py).
 _DATA_VERSION_TAG = "dagster/data_version"
 _USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
 _CODE_VERSION_TAG = "dagster/code_version"
