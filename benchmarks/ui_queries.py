@@ -1,7 +1,8 @@
 """UI speed at full history: a reproducible benchmark of the webserver's GraphQL.
 
-    uv run python benchmarks/ui_queries.py                      # load 2018-01-01..2026-11-26, time
+    uv run python benchmarks/ui_queries.py                      # load 2018-01-01..yesterday, time
     uv run python benchmarks/ui_queries.py --skip-load          # time again, on the loaded home
+    uv run python benchmarks/ui_queries.py --instance postgres  # the same on PostgreSQL (ui_home_pg)
     uv run python benchmarks/ui_queries.py --skip-load --profile [--profile-query NAME]
     uv run python benchmarks/ui_queries.py --skip-load --prototype cached_check_state
     uv run python benchmarks/ui_queries.py --days 5 --volume 0.05 --home /tmp/ui   # a quick try
@@ -12,18 +13,29 @@ What it does:
    (`flower_assets.sample.market.day_items`, days generated as the client asks for them, a few kept),
    served by `flower_assets.sample.fake_at_server.FakeAtServer` over loopback, and backfilled through Dagster
    exactly as `backfill.py` does it, with its functions: a child process (`backfill_worker.py`)
-   whose environment points the platform at the server and at a fresh SQLite warehouse, on a
-   fresh instance configured as the repo's dagster.yaml, in ranged runs of the assets' own
-   `BackfillPolicy.multi_run(100)`. All of it lives in --home (default
-   benchmarks/results/ui_home, git-ignored): `dagster/` ($DAGSTER_HOME), `warehouse.sqlite`,
-   `ui_bench.json` (what was loaded, from which commit), `backfill.log`, `webserver.log`.
+   whose environment points the platform at the server and at a fresh warehouse, on a fresh
+   instance, in ranged runs of the assets' own `BackfillPolicy.multi_run(100)`. All of it lives
+   in --home (git-ignored): `dagster/` ($DAGSTER_HOME), `ui_bench.json` (what was loaded, from
+   which commit, in which databases), `backfill.log`, `webserver.log`.
+   --instance sqlite (default home benchmarks/results/ui_home): the instance configured as the
+   repo's dagster.yaml, the warehouse `warehouse.sqlite` in the home.
+   --instance postgres (default home benchmarks/results/ui_home_pg): the instance configured as
+   deploy/postgres/dagster.yaml, $DAGSTER_PG_URL naming a database of its own on the server of
+   --postgres-url (default the local one, user postgres), and the warehouse in a second
+   database there. Both are named after the home (`flower_ui_<home>_<hash>_dagster|_warehouse`)
+   and kept for --skip-load; a new load into the home drops and creates them again,
+   --drop-databases drops them after timing.
+   Every run (with or without --skip-load) first copies the repo's yaml into the home's
+   `dagster/dagster.yaml` again, so a rerun times the storage classes the yaml names now.
 2. Timing. `dagster-webserver -w workspace.yaml` is started on a free loopback port with the
    platform's environment (that DAGSTER_HOME, the warehouse, a fake server), and once its code
    location is loaded, the queries the UI's catalog, asset, partitions and checks pages issue
    (`ui_graphql.py`: the UI's own documents, read from the installed bundles) are POSTed to
    /graphql one at a time, in page order, --repeat times (default 3): the first pass is cold
-   (each query's first time on a fresh server), the others warm. A page's time is the sum of
-   its queries' (the UI sends them concurrently, but one webserver process answers them).
+   (each query's first time on a fresh server), the others warm (their median). A page's time
+   is the sum of its queries' (the UI sends them concurrently, but one webserver process
+   answers them). Printed per page: each query's cold and warm seconds, then a verdict line,
+   whether all of them are under --limit-s (1 s), cold and warm.
 3. With --profile, the slowest query (by warm time, or --profile-query) is run again in-process
    under cProfile by `ui_profile.py`, which also times Dagster's check-state computation per
    check directly, piece by piece, with what-ifs.
@@ -36,8 +48,10 @@ and for the opened check (its Partitions tab); dates with no status show as Miss
 A --skip-load rerun times the current code's webserver over the events the load recorded: a
 change to what the platform records (e.g. how checks are logged) needs a new load to be seen.
 
-Event counts are read from the instance's SQLite files. Other work on the machine slows every
-wall time: the load average is recorded before and after the timing.
+Event counts are read from the instance's storage (its SQLite files or its PostgreSQL
+database). Other work on the machine slows every wall time: the load average is recorded before
+and after the timing. The storage classes the webserver really used are recorded as Dagster
+reports them (`instance { info }`), with the last commits of the files that define them.
 
 The last line printed is one JSON object (see `main`).
 """
@@ -45,8 +59,10 @@ The last line printed is one JSON object (see `main`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +74,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from datetime import date, timedelta
 from functools import partial
@@ -65,16 +82,16 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
+import psycopg2
+import yaml
 from backfill import (
     Market,
     backfill,
     check_byte_identical,
-    dagster_home,
     day_range,
     encode_row,
     platform_env,
     raw_row_count,
-    warehouses,
 )
 from ui_graphql import PAGES, UI_QUERIES, Target, ui_document
 from ui_prototypes import PROTOTYPES
@@ -86,7 +103,24 @@ from flower_assets.source.categories import Category
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULT_HOME = HERE / "results" / "ui_home"
+DEFAULT_HOMES = {
+    "sqlite": HERE / "results" / "ui_home",
+    "postgres": HERE / "results" / "ui_home_pg",
+}
+# The instance config each kind copies into the home, read at every run.
+INSTANCE_CONFIGS = {
+    "sqlite": REPO / "dagster.yaml",
+    "postgres": REPO / "deploy/postgres/dagster.yaml",
+}
+# The files that define the storages the webserver uses (their last commits are recorded).
+STORAGE_FILES = (
+    "flower_assets/instance_storage.py",
+    "dagster.yaml",
+    "deploy/postgres/dagster.yaml",
+)
+# The server and user of --instance postgres; the database named here is only used to create
+# and drop the home's own. psycopg2, as deploy/postgres/dagster.yaml requires.
+DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 MARKER = ".ui_queries_home"
 LOCATION = "flower_assets"
 
@@ -140,8 +174,90 @@ def git_state() -> dict:
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
         # The platform's own files differing from that commit (others may be editing them).
-        "dirty": git("status", "--porcelain", "--", "flower_assets", "dagster.yaml").splitlines(),
+        "dirty": git(
+            "status", "--porcelain", "--", "flower_assets", "dagster.yaml", "deploy"
+        ).splitlines(),
+        # The last commit of each file that defines the instance's storages.
+        "storage_commits": {
+            path: git("log", "-1", "--format=%h %cI", "--", path) for path in STORAGE_FILES
+        },
     }
+
+
+# --- the instance and its databases -------------------------------------------------------
+
+
+def write_instance_config(instance_home: Path, kind: str) -> bool:
+    """The repo's yaml for `kind` into the home's dagster.yaml; True if that changed it.
+
+    Done at every run, so a --skip-load rerun uses the storage classes the repo's yaml names
+    now, not the ones of the load.
+    """
+    config = INSTANCE_CONFIGS[kind].read_text()
+    if kind == "sqlite":
+        config = config.replace(".dagster_home", str(instance_home))  # as backfill.dagster_home
+    target = instance_home / "dagster.yaml"
+    instance_home.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.read_text() == config:
+        return False
+    target.write_text(config)
+    return True
+
+
+def named_storages(kind: str) -> dict[str, str]:
+    """The storages the repo's yaml for `kind` names: module.class, or the `storage` shorthand."""
+    settings = yaml.safe_load(INSTANCE_CONFIGS[kind].read_text()) or {}
+    named = {}
+    for key in ("storage", "run_storage", "event_log_storage", "schedule_storage"):
+        value = settings.get(key)
+        if isinstance(value, dict) and "class" in value:
+            named[key] = f"{value.get('module')}.{value['class']}"
+        elif isinstance(value, dict):
+            named[key] = ", ".join(sorted(value))
+    return named
+
+
+def postgres_databases(home: Path) -> dict[str, str]:
+    """The home's two database names: stable for a home, distinct between homes."""
+    slug = re.sub(r"[^a-z0-9]+", "_", home.name.lower()).strip("_")[:24] or "home"
+    digest = hashlib.sha1(str(home).encode()).hexdigest()[:6]
+    base = f"flower_ui_{slug}_{digest}"
+    return {"dagster": f"{base}_dagster", "warehouse": f"{base}_warehouse"}
+
+
+def database_url(server_url: str, database: str) -> str:
+    return f"{server_url.rsplit('/', 1)[0]}/{database}"
+
+
+def admin_connection(server_url: str):
+    # libpq does not know SQLAlchemy's driver suffix.
+    libpq = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", server_url)
+    connection = psycopg2.connect(libpq, connect_timeout=10)
+    connection.autocommit = True  # CREATE / DROP DATABASE cannot run inside a transaction
+    return connection
+
+
+def drop_databases(server_url: str, databases: list[str]) -> None:
+    # Not `with connection`: psycopg2 would open a transaction even in autocommit.
+    with closing(admin_connection(server_url)) as connection, connection.cursor() as cursor:
+        for database in databases:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def create_databases(server_url: str, databases: list[str]) -> None:
+    """Fresh, empty databases of these names (any earlier ones of the same names dropped)."""
+    drop_databases(server_url, databases)
+    # Not `with connection`: psycopg2 would open a transaction even in autocommit.
+    with closing(admin_connection(server_url)) as connection, connection.cursor() as cursor:
+        for database in databases:
+            cursor.execute(f"CREATE DATABASE {database}")
+
+
+def instance_env(env: dict[str, str], loaded: dict) -> dict[str, str]:
+    """The platform's environment plus what the instance's yaml reads ($DAGSTER_PG_URL)."""
+    if loaded.get("instance", "sqlite") == "postgres":
+        return {**env, "DAGSTER_PG_URL": loaded["dagster_pg_url"]}
+    return env
 
 
 def fresh_home(home: Path) -> None:
@@ -149,26 +265,29 @@ def fresh_home(home: Path) -> None:
     if home.exists() and any(home.iterdir()):
         if not (home / MARKER).exists():
             raise SystemExit(f"{home} is not empty and was not made by ui_queries.py; not wiping")
+        record = home / "ui_bench.json"
+        earlier = json.loads(record.read_text()) if record.exists() else {}
+        if earlier.get("databases"):  # the earlier load's PostgreSQL databases go with it
+            drop_databases(earlier["postgres_server"], list(earlier["databases"].values()))
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     (home / MARKER).write_text("made by benchmarks/ui_queries.py; wiped by its next load\n")
 
 
-def watch_runs(runs_db: Path, total: int, stop: threading.Event) -> None:
+def watch_runs(loaded: dict, instance_home: Path, total: int, stop: threading.Event) -> None:
     """Prints the runs finished every minute: a full-history load runs for several minutes."""
     began = time.perf_counter()
+    sql = "SELECT count(*) FROM runs WHERE status IN ('SUCCESS', 'FAILURE', 'CANCELED')"
     while not stop.wait(60):
         try:
-            with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True, timeout=5) as connection:
-                (done,) = connection.execute(
-                    "SELECT count(*) FROM runs WHERE status IN ('SUCCESS', 'FAILURE', 'CANCELED')"
-                ).fetchone()
-        except sqlite3.Error:
+            with instance_sql(loaded, instance_home, "runs") as execute:
+                ((done,),) = execute(sql)
+        except (sqlite3.Error, psycopg2.Error):
             continue
         say(f"  {done}/{total} runs finished after {time.perf_counter() - began:.0f} s")
 
 
-def load(home: Path, days: list[date], volume: float) -> dict:
+def load(home: Path, days: list[date], volume: float, kind: str, postgres_url: str) -> dict:
     """The range through Dagster into home, as backfill.py does it; returns what was loaded."""
     fresh_home(home)
     # The answers generated lazily must be the very bytes FakeAtServer's own `answer` sends.
@@ -177,19 +296,31 @@ def load(home: Path, days: list[date], volume: float) -> dict:
     market = Market(LazyRows(days, volume))
     BaseHTTPRequestHandler.disable_nagle_algorithm = True  # as backfill.py, see there
     git = git_state()
-    with (
-        FakeAtServer(rows_for=partial(day_items, volume=volume), fault=market.reply) as server,
-        warehouses("sqlite", home, "", ["warehouse"]) as urls,
-    ):
-        instance_home = dagster_home(home, "dagster")
-        env = platform_env(server.url, urls["warehouse"], days[0], instance_home)
+    where: dict = {"instance": kind}
+    if kind == "postgres":
+        databases = postgres_databases(home)
+        create_databases(postgres_url, list(databases.values()))
+        where |= {
+            "postgres_server": postgres_url,
+            "databases": databases,
+            "dagster_pg_url": database_url(postgres_url, databases["dagster"]),
+            "warehouse_url": database_url(postgres_url, databases["warehouse"]),
+        }
+    else:
+        where["warehouse_url"] = f"sqlite:///{home / 'warehouse.sqlite'}"
+    instance_home = home / "dagster"
+    write_instance_config(instance_home, kind)
+    with FakeAtServer(rows_for=partial(day_items, volume=volume), fault=market.reply) as server:
+        env = platform_env(server.url, where["warehouse_url"], days[0], instance_home)
+        env = instance_env(env, where)
         runs = -(-len(days) // 100)
-        say(f"backfilling {days[0]}..{days[-1]} ({len(days)} dates, ~{runs} runs) into {home} …")
+        say(
+            f"backfilling {days[0]}..{days[-1]} ({len(days)} dates, ~{runs} runs) into {home} "
+            f"({kind}) …"
+        )
         stop = threading.Event()
         watcher = threading.Thread(
-            target=watch_runs,
-            args=(instance_db(instance_home, "runs.db"), runs, stop),
-            daemon=True,
+            target=watch_runs, args=(where, instance_home, runs, stop), daemon=True
         )
         watcher.start()
         try:
@@ -197,7 +328,7 @@ def load(home: Path, days: list[date], volume: float) -> dict:
         finally:
             stop.set()
         api_calls = len(server.requests)
-    rows = raw_row_count(urls["warehouse"])
+    rows = raw_row_count(where["warehouse_url"])
     keys = {day.isoformat() for day in days}
     loaded = {
         "start": days[0].isoformat(),
@@ -217,7 +348,9 @@ def load(home: Path, days: list[date], volume: float) -> dict:
         "load_1m_after": round(os.getloadavg()[0], 2),
         "commit": git["commit"],
         "dirty": git["dirty"],
-        "warehouse_url": urls["warehouse"],
+        "storage_commits": git["storage_commits"],
+        "storages_named": named_storages(kind),
+        **where,
     }
     (home / "ui_bench.json").write_text(json.dumps(loaded, indent=1) + "\n")
     say(
@@ -243,25 +376,51 @@ def instance_db(instance_home: Path, name: str) -> Path:
     return earlier if earlier.exists() and not current.exists() else current
 
 
-def instance_counts(instance_home: Path, dates: int) -> dict:
-    """Rows of the event log and check-execution tables, read from the SQLite files."""
-    event_log = instance_db(instance_home, "event_log.db")
-    with sqlite3.connect(f"file:{event_log}?mode=ro", uri=True) as connection:
+@contextmanager
+def instance_sql(loaded: dict, instance_home: Path, storage: str) -> Iterator:
+    """A function running one read-only query on the instance's `runs` or `event_log` storage.
+
+    SQLite: that storage's file, read-only. PostgreSQL: the instance's database (one for all).
+    """
+    if loaded.get("instance", "sqlite") == "postgres":
+        libpq = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", loaded["dagster_pg_url"])
+        connection = psycopg2.connect(libpq, connect_timeout=10)
+        try:
+            with connection.cursor() as cursor:
+
+                def execute(sql: str) -> list[tuple]:
+                    cursor.execute(sql)
+                    return cursor.fetchall()
+
+                yield execute
+        finally:
+            connection.close()
+        return
+    path = instance_db(instance_home, "runs.db" if storage == "runs" else "event_log.db")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        yield lambda sql: connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def instance_counts(loaded: dict, instance_home: Path, dates: int) -> dict:
+    """Rows of the event log and check-execution tables, read from the instance's storage."""
+    with instance_sql(loaded, instance_home, "event_log") as execute:
         by_type = dict(
-            connection.execute(
+            execute(
                 "SELECT coalesce(dagster_event_type, 'LOG_MESSAGE'), count(*) FROM event_logs"
                 " GROUP BY 1 ORDER BY 2 DESC"
-            ).fetchall()
+            )
         )
-        executions, per_date_executions = connection.execute(
+        ((executions, per_date_executions),) = execute(
             "SELECT count(*), count(partition) FROM asset_check_executions"
-        ).fetchone()
-        per_check = connection.execute(
+        )
+        per_check = execute(
             "SELECT asset_key, count(DISTINCT check_name) FROM asset_check_executions GROUP BY 1"
-        ).fetchall()
-    runs_db = instance_db(instance_home, "runs.db")
-    with sqlite3.connect(f"file:{runs_db}?mode=ro", uri=True) as connection:
-        (runs,) = connection.execute("SELECT count(*) FROM runs").fetchone()
+        )
+    with instance_sql(loaded, instance_home, "runs") as execute:
+        ((runs,),) = execute("SELECT count(*) FROM runs")
     events = sum(by_type.values())
     return {
         "event_log_rows": events,
@@ -349,6 +508,21 @@ class Webserver:
             raise RuntimeError(f"{name} {variables}: {body['errors'][:3]}")
         return seconds, body["data"], len(response.content)
 
+    def storages(self) -> dict[str, str]:
+        """The storage classes of the webserver's instance, as Dagster reports them."""
+        body = self.client.post("/graphql", json={"query": "{ instance { info } }"}).json()
+        info = yaml.safe_load(((body.get("data") or {}).get("instance") or {}).get("info") or "")
+        found = {}
+        for key in ("run_storage", "event_log_storage", "schedule_storage"):
+            value = (info or {}).get(key)
+            # A class built from the yaml: its module and class; one built by another (the
+            # `storage:` shorthand's parts): its class name only.
+            if isinstance(value, dict):
+                found[key] = f"{value.get('module')}.{value.get('class')}"
+            elif value:
+                found[key] = str(value)
+        return found
+
     def stop(self) -> None:
         self.client.close()
         if self.process.poll() is None:
@@ -431,18 +605,54 @@ def page_totals(queries: dict) -> dict:
     return totals
 
 
-def print_table(queries: dict, pages: dict) -> None:
-    say(f"{'query':<34} {'pages':<24} {'cold s':>7} {'warm s':>7}  {'all passes s':<24} {'KB':>6}")
-    for name, q in queries.items():
-        warm = "" if q["warm_s"] is None else f"{q['warm_s']:.3f}"
-        passes = " ".join(f"{t:.3f}" for t in q["times_s"])
-        say(
-            f"{name:<34} {','.join(q['pages']):<24} {q['cold_s']:>7.3f} {warm:>7}  "
-            f"{passes:<24} {q['response_bytes'] / 1024:>6.1f}"
-        )
-    for page, total in pages.items():
+def verdicts(queries: dict, limit_s: float) -> dict:
+    """Per page: are all its queries under the limit, cold and warm; which are not."""
+    result = {}
+    for page in PAGES:
+        over = [
+            name
+            for name, q in queries.items()
+            if page in q["pages"]
+            and (q["cold_s"] >= limit_s or (q["warm_s"] is not None and q["warm_s"] >= limit_s))
+        ]
+        result[page] = {"all_under_limit": not over, "over_limit": over}
+    return result
+
+
+def print_pages(queries: dict, pages: dict, judged: dict, limit_s: float) -> None:
+    """Every page: each of its queries cold and warm, the sums, and a verdict line."""
+    for page in PAGES:
+        members = [name for name, q in queries.items() if page in q["pages"]]
+        say(f"page {page} ({len(members)} queries)")
+        say(f"  {'query':<34} {'cold s':>7} {'warm s':>7}  {'all passes s':<24} {'KB':>6}")
+        for name in members:
+            q = queries[name]
+            warm = "" if q["warm_s"] is None else f"{q['warm_s']:.3f}"
+            passes = " ".join(f"{t:.3f}" for t in q["times_s"])
+            mark = " *" if name in judged[page]["over_limit"] else ""
+            say(
+                f"  {name:<34} {q['cold_s']:>7.3f} {warm:>7}  {passes:<24} "
+                f"{q['response_bytes'] / 1024:>6.1f}{mark}"
+            )
+        total = pages[page]
         warm = "" if total["warm_s"] is None else f"{total['warm_s']:.3f}"
-        say(f"{'page ' + page:<34} {'(sum)':<24} {total['cold_s']:>7.3f} {warm:>7}")
+        say(f"  {'(sum)':<34} {total['cold_s']:>7.3f} {warm:>7}")
+        over = judged[page]["over_limit"]
+        if not over:
+            say(
+                f"  VERDICT {page}: OK, all {len(members)} queries under {limit_s:g} s cold and warm"
+            )
+        else:
+            slow = ", ".join(
+                f"{name} {queries[name]['cold_s']:.3f}/{queries[name]['warm_s'] or 0:.3f}"
+                for name in over
+            )
+            say(
+                f"  VERDICT {page}: SLOW, {len(over)} of {len(members)} queries at or over "
+                f"{limit_s:g} s (cold/warm s): {slow}"
+            )
+    ok = all(verdict["all_under_limit"] for verdict in judged.values())
+    say(f"VERDICT all pages: {'OK' if ok else 'SLOW'} (every query under {limit_s:g} s: {ok})")
 
 
 def profile(env: dict[str, str], home: Path, query: str, target: Target) -> dict:
@@ -503,12 +713,36 @@ def main() -> int:
     parser.add_argument(
         "--end",
         type=date.fromisoformat,
-        default=date(2026, 11, 26),
-        help="last auction date loaded, inclusive",
+        default=date.today() - timedelta(days=1),
+        help="last auction date loaded, inclusive (default: yesterday)",
+    )
+    parser.add_argument(
+        "--instance",
+        choices=sorted(INSTANCE_CONFIGS),
+        help="the instance loaded: sqlite (dagster.yaml, the default) or postgres "
+        "(deploy/postgres/dagster.yaml, warehouse on PostgreSQL too); --skip-load reads it "
+        "from the home",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES_URL,
+        help="--instance postgres: the server and user the home's databases are created on",
+    )
+    parser.add_argument(
+        "--drop-databases",
+        action="store_true",
+        help="--instance postgres: drop the home's databases after timing (no --skip-load after)",
+    )
+    parser.add_argument(
+        "--limit-s", type=float, default=1.0, help="a page is OK when all its queries are under"
     )
     parser.add_argument("--days", type=int, help="load --start and the days after it (not --end)")
     parser.add_argument("--volume", type=float, default=1.0, help="market size multiplier")
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="where the load lives")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="where the load lives (default results/ui_home, results/ui_home_pg for postgres)",
+    )
     parser.add_argument(
         "--skip-load", action="store_true", help="time the queries on the home loaded before"
     )
@@ -526,20 +760,32 @@ def main() -> int:
         help="time a what-if of ui_prototypes.py: the webserver's event log storage replaced",
     )
     args = parser.parse_args()
-    home = args.home.resolve()
+    home = (args.home or DEFAULT_HOMES[args.instance or "sqlite"]).resolve()
 
     if args.skip_load:
         record = home / "ui_bench.json"
         if not record.exists():
             raise SystemExit(f"nothing loaded in {home}: run without --skip-load first")
         loaded = json.loads(record.read_text())
-        say(f"reusing {home}: {loaded['start']}..{loaded['end']}, commit {loaded['commit']}")
+        kind = loaded.get("instance", "sqlite")  # homes loaded before --instance: SQLite
+        if args.instance and args.instance != kind:
+            raise SystemExit(f"{home} holds a {kind} instance, not {args.instance}")
+        say(
+            f"reusing {home} ({kind}): {loaded['start']}..{loaded['end']}, "
+            f"loaded at commit {loaded['commit']}"
+        )
     else:
+        kind = args.instance or "sqlite"
         end = args.start + timedelta(days=args.days - 1) if args.days else args.end
-        loaded = load(home, day_range(args.start, (end - args.start).days + 1), args.volume)
+        days = day_range(args.start, (end - args.start).days + 1)
+        loaded = load(home, days, args.volume, kind, args.postgres_url)
+    if args.prototype and kind != "sqlite":
+        raise SystemExit("--prototype replaces the SQLite event log: an --instance sqlite home")
 
     instance_home = home / "dagster"
-    counts = instance_counts(instance_home, loaded["dates"])
+    if write_instance_config(instance_home, kind):
+        say(f"instance config refreshed from {INSTANCE_CONFIGS[kind].relative_to(REPO)}")
+    counts = instance_counts(loaded, instance_home, loaded["dates"])
     say(
         f"instance: {counts['event_log_rows']} events ({counts['events_per_date']} per date), "
         f"{counts['asset_check_executions']} check executions, {counts['runs']} runs"
@@ -547,7 +793,14 @@ def main() -> int:
     target = Target(
         location=LOCATION,
         asset=args.asset,
-        all_assets=tuple(asset.key.to_user_string() for asset in flower_auction_assets),
+        # Every asset key of the definitions (one asset, or a multi-asset's several).
+        all_assets=tuple(
+            dict.fromkeys(
+                key.to_user_string()
+                for asset in flower_auction_assets
+                for key in sorted(asset.keys, key=lambda key: key.to_user_string())
+            )
+        ),
         partition=args.partition or loaded["end"],
         check=args.check or "",
     )
@@ -557,6 +810,7 @@ def main() -> int:
         env = platform_env(
             server.url, loaded["warehouse_url"], date.fromisoformat(loaded["start"]), instance_home
         )
+        env = instance_env(env, loaded)
         if args.prototype:
             env = prototype_env(env, instance_home, args.prototype)
             say(f"prototype {args.prototype}: the webserver's instance is {env['DAGSTER_HOME']}")
@@ -566,12 +820,19 @@ def main() -> int:
             say(
                 f"webserver ready in {ready_s:.1f} s at {webserver.url}; timing {args.repeat} passes"
             )
+            storages = webserver.storages()
+            say(f"storages: {storages}")
             queries, target, shown = time_queries(webserver, target, max(1, args.repeat))
         finally:
             webserver.stop()
         load_after = os.getloadavg()
         pages = page_totals(queries)
-        print_table(queries, pages)
+        judged = verdicts(queries, args.limit_s)
+        say(
+            f"{kind}, {loaded['start']}..{loaded['end']}, load average "
+            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        )
+        print_pages(queries, pages, judged, args.limit_s)
         say(f"what the UI shows (dates by status): {shown}")
         slowest = max(queries, key=lambda name: queries[name]["warm_s"] or queries[name]["cold_s"])
         report = None
@@ -580,10 +841,16 @@ def main() -> int:
             say(f"profiling {profiled} in-process (ui_profile.py) …")
             report = profile(env, home, profiled, target)
 
+    if args.drop_databases and loaded.get("databases"):
+        drop_databases(loaded["postgres_server"], list(loaded["databases"].values()))
+        (home / "ui_bench.json").unlink()  # nothing left to re-time
+        say(f"dropped {', '.join(loaded['databases'].values())}")
     print(
         json.dumps(
             {
                 "home": str(home),
+                "instance": kind,
+                "databases": loaded.get("databases"),
                 "start": loaded["start"],
                 "end": loaded["end"],
                 "dates": loaded["dates"],
@@ -593,6 +860,9 @@ def main() -> int:
                 "load_wall_s": loaded["wall_s"],
                 "timed_at_commit": git["commit"],
                 "timed_local_changes": git["dirty"],
+                "storage_commits": git["storage_commits"],
+                "storages_named": named_storages(kind),
+                "storages": storages,
                 "prototype": args.prototype,
                 "asset": target.asset,
                 "partition": target.partition,
@@ -601,6 +871,9 @@ def main() -> int:
                 "webserver_ready_s": round(ready_s, 2),
                 "queries": queries,
                 "pages": pages,
+                "limit_s": args.limit_s,
+                "verdicts": judged,
+                "all_under_limit": all(v["all_under_limit"] for v in judged.values()),
                 "slowest_query": slowest,
                 **shown,
                 "load_avg_before": [round(x, 2) for x in load_before],
