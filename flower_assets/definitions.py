@@ -14,7 +14,6 @@ from flower_assets import settings
 from flower_assets.defs.assets import (
     GROUP,
     MARKET_GROUP,
-    bidding_flowers,
     flower_auction_assets,
     flower_market,
     market_report,
@@ -26,6 +25,7 @@ from flower_assets.defs.sensors import (
     build_market_sensor,
     build_report_sensor,
 )
+from flower_assets.warehouse.schemas import BIDDING
 
 LIVE = settings.env(settings.API_KEY_ENV) is not None
 
@@ -33,7 +33,7 @@ LIVE = settings.env(settings.API_KEY_ENV) is not None
 # Only with a service key: sample mode never has yesterday's auction date, so it would only warn.
 freshness_checks = (
     dg.build_time_partition_freshness_checks(
-        assets=[bidding_flowers], deadline_cron="0 9 * * *", timezone=SEOUL_TIMEZONE
+        assets=[dg.AssetKey(BIDDING.name)], deadline_cron="0 9 * * *", timezone=SEOUL_TIMEZONE
     )
     if LIVE
     else []
@@ -74,7 +74,7 @@ defs = dg.Definitions.merge(
         schedules=[build_daily_schedule(flower_auction_job, settings.correction_days())],
         sensors=[
             build_alert_sensor(
-                {a.key for a in flower_auction_assets} | set(flower_market.keys),
+                {key for a in flower_auction_assets for key in a.keys} | set(flower_market.keys),
                 {flower_auction_job.name, flower_market_job.name},
             ),
             build_market_sensor(flower_auction_job, flower_market_job),

@@ -166,7 +166,7 @@ def resources_for(
 
 
 def refetch_config(refetch: bool = True) -> dict:
-    return {"ops": {"public_bidding_flowers": {"config": {"refetch": refetch}}}}
+    return {"ops": {"flower_auction": {"config": {"refetch": refetch}}}}
 
 
 def fresh_definitions() -> ModuleType:
@@ -175,15 +175,17 @@ def fresh_definitions() -> ModuleType:
     return importlib.import_module("flower_assets.definitions")
 
 
-def latest_materializations(result, node: str) -> list[dg.AssetMaterialization]:
+def latest_materializations(result, asset: str) -> list[dg.AssetMaterialization]:
     """Each date's latest materialization in the run, in date order: what the UI shows for it.
 
-    An auction asset records a date's content version in a materialization of its own after
+    An auction table records a date's content version in a materialization of its own after
     Dagster's (defs/assets.py `materialized`), so its run holds two per date.
     """
     latest: dict[str | None, dg.AssetMaterialization] = {}
-    for materialization in result.asset_materializations_for_node(node):
-        latest[materialization.partition] = materialization
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization is not None and materialization.asset_key == dg.AssetKey(asset):
+            latest[materialization.partition] = materialization
     return list(latest.values())
 
 

@@ -1,20 +1,25 @@
-"""The four auction-date partitioned assets, each persisted as a warehouse table.
+"""The auction-date partitioned assets, each persisted as a warehouse table.
 
-Every asset handles a range of auction dates in one run (backfills): `each_auction_date` runs
-its step (`flower_assets.steps`) for each date, which computes, writes and commits the date on
-its own, so a failure loses at most the date it was working on; then it records that date's own
-figures as the date's materialization, also when nothing was rewritten (`content_changed:
-false`), with the data version of the date's content. The checks of each asset are judged after it, per date, in `checks.py`.
+The auction layer's four tables are one multi-asset, `flower_auction`, which handles a range of
+auction dates in one run (backfills) and takes each date through all its selected tables in one
+place (`AuctionUnit`): fetch, judge, store raw, normalize. Each date is computed, written and
+committed on its own, so a failure loses at most the date it was working on; then each table
+records that date's own figures as the date's materialization, also when nothing was rewritten
+(`content_changed: false`), with the data version of the date's content. The checks of each
+table are judged after it, per date, in `checks.py`. The market layer (`flower_market`) has the
+same shape.
 """
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 from pydantic import Field
 
 from flower_assets import settings
-from flower_assets.defs.checks import latest_materialization_records, remember_raw_outcomes
+from flower_assets.defs.checks import latest_materialization_records
 from flower_assets.defs.columns import definition_metadata
 from flower_assets.defs.partitions import auction_date_partitions, auction_dates
 from flower_assets.defs.resources import (
@@ -31,7 +36,7 @@ from flower_assets.steps.market import (
     latest_report_period,
     report_html,
 )
-from flower_assets.steps.normalizing import MasterStep, RecordsStep
+from flower_assets.steps.normalizing import MasterStep, QuarantineSplit, RecordsStep
 from flower_assets.steps.raw import RawStep
 from flower_assets.steps.report import (
     LOAD_FAILED,
@@ -76,46 +81,64 @@ class RawFetchConfig(dg.Config):
     )
 
 
-def _asset_args(table: Table, description: str) -> dict:
-    return {
-        "name": table.name,
-        "group_name": GROUP,
-        "partitions_def": auction_date_partitions,
-        "backfill_policy": BACKFILL_POLICY,
-        "description": description,
-        "metadata": definition_metadata(table),
-        "kinds": {"polars", "sql"},
-        "code_version": CODE_VERSION,
-    }
+def _auction_spec(table: Table, description: str, deps: tuple[Table, ...] = ()) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        table.name,
+        group_name=GROUP,
+        description=description,
+        metadata=definition_metadata(table),
+        kinds={"polars", "sql"},
+        code_version=CODE_VERSION,
+        deps=[dep.name for dep in deps],
+    )
 
 
-def each_auction_date(
+def _auction_specs() -> list[dg.AssetSpec]:
+    # Built in a function: an AssetSpec at module level would be loaded from the defs folder as
+    # an asset of its own, next to the multi-asset that materializes it.
+    return [
+        _auction_spec(
+            RAW, "Raw aT auction results, one row per API item, kept verbatim (원천 데이터)."
+        ),
+        _auction_spec(
+            FLOWER_TYPES, "Item master (품목): one row per category and item name.", (RAW,)
+        ),
+        _auction_spec(
+            FLOWERS,
+            "Variety master (품종): one row per item and variety name.",
+            (RAW, FLOWER_TYPES),
+        ),
+        _auction_spec(
+            BIDDING,
+            "Auction records (경매 결과): one row per auction date, variety and grade.",
+            (RAW, FLOWERS),
+        ),
+    ]
+
+
+def attempt(
     context: dg.AssetExecutionContext,
-    days: list[date],
-    load: Callable[[date], DateReport],
+    asset: str,
+    day: date,
+    load: Callable[[], DateReport],
     wh: Warehouse,
     secret: str | None = None,
-) -> dict[date, dict[str, object]]:
-    """For each auction date of the run: compute and write it (`load`), then record it.
+) -> DateReport:
+    """A table's work on one auction date, as its report.
 
     A date that fails holds back no other: its cause is logged and recorded as its metadata,
     its tables keep their previous version, and the run's other dates go on. The run then
     ends failed through the check `auction_date_loaded`, which names each such date.
     """
-    asset = context.asset_key.to_user_string()
-    recorded = {}
-    for day in days:
-        try:
-            report = load(day)
-        except Exception as exc:
-            cause = redact(f"{type(exc).__name__}: {exc}", secret)
-            context.log.error(
-                f"{asset} {day}: not loaded, its previous version stays (warehouse "
-                f"{wh.location}): {cause}"
-            )
-            report = DateReport({LOAD_FAILED: cause, "content_changed": False})
-        recorded[day] = record(context, day, explained(wh, asset, day, report))
-    return recorded
+    try:
+        return load()
+    except Exception as exc:
+        cause = redact(f"{type(exc).__name__}: {exc}", secret)
+        context.log.error(
+            f"{asset} {day}: not loaded, its previous version stays (warehouse "
+            f"{wh.location}): {cause}"
+        )
+        return DateReport({LOAD_FAILED: cause, "content_changed": False})
 
 
 def explained(wh: Warehouse, asset: str, day: date, report: DateReport) -> DateReport:
@@ -136,7 +159,7 @@ def record(
     context: dg.AssetExecutionContext,
     day: date,
     report: DateReport,
-    asset_key: dg.AssetKey | None = None,
+    asset_key: dg.AssetKey,
 ) -> dict[str, object]:
     """A date's report as that date's materialization metadata and log lines."""
     for level, message in report.messages:
@@ -186,12 +209,13 @@ def content_version_tags(
 
 def materialized(
     context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
     result: dg.MaterializeResult,
     recorded: dict[date, dict[str, object]],
     versions: dict[date, str],
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """The run's result, then each date once more, as its latest materialization, with the data
-    version of its content (`steps.versions`).
+    """The run's result for one table, then each date once more, as its latest
+    materialization, with the data version of its content (`steps.versions`).
 
     A data version on a `MaterializeResult` would apply to every date of a ranged run, and the
     one Dagster computes depends on the run's range: a single-date run of an unchanged date (the
@@ -201,22 +225,22 @@ def materialized(
     points at each input's latest materialization of the same date, as Dagster's would.
     """
     yield result
-    spec = context.assets_def.get_asset_spec(context.asset_key)
+    spec = context.assets_def.get_asset_spec(key)
     partitions = [day.isoformat() for day in recorded]
     inputs = {
         dep.asset_key: latest_materialization_records(context.instance, dep.asset_key, partitions)
         for dep in spec.deps
     }
     for day, metadata in recorded.items():
-        key = day.isoformat()
+        partition = day.isoformat()
         yield dg.AssetMaterialization(
-            asset_key=context.asset_key,
-            partition=key,
+            asset_key=key,
+            partition=partition,
             metadata={**(result.metadata or {}), **metadata},
             tags=content_version_tags(
                 spec.code_version or CODE_VERSION,
                 versions[day],
-                {dep: records.get(key) for dep, records in inputs.items()},
+                {dep: records.get(partition) for dep, records in inputs.items()},
             ),
         )
 
@@ -225,115 +249,122 @@ def _recompute(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(RECOMPUTE_TAG) == "true"
 
 
-@dg.asset(
-    **_asset_args(
-        RAW, "Raw aT auction results, one row per API item, kept verbatim (원천 데이터)."
-    ),
+@dataclass
+class AuctionUnit:
+    """The auction layer's work on one auction date, in one place: fetch, judge and store the
+    raw answer, then grow the item and variety masters and replace the records from the split
+    the raw step just made. Only the selected tables are computed; a table whose predecessors
+    are not selected reads what they stored in the warehouse, and gives the same tables.
+    """
+
+    context: dg.AssetExecutionContext
+    wh: Warehouse
+    raw: RawStep | None
+    normalizing: dict[Table, MasterStep | RecordsStep]
+    secret: str | None
+
+    def load(self, day: date) -> dict[Table, DateReport]:
+        reports: dict[Table, DateReport] = {}
+        split: QuarantineSplit | None = None
+        if self.raw is not None:
+            raw = self.raw
+
+            def fetch_and_store() -> DateReport:
+                nonlocal split
+                report, split = raw.load(day)
+                return report
+
+            reports[RAW] = attempt(
+                self.context, RAW.name, day, fetch_and_store, self.wh, self.secret
+            )
+        for table, step in self.normalizing.items():
+            reports[table] = attempt(
+                self.context, table.name, day, lambda step=step: step.load(day, split), self.wh
+            )
+        return reports
+
+
+@dg.multi_asset(
+    name="flower_auction",
+    specs=_auction_specs(),
+    partitions_def=auction_date_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    can_subset=True,
     pool=API_POOL,
+    description="The auction layer, one auction date at a time: fetch the date's answer, judge "
+    "it, store it verbatim, and normalize it into the item and variety masters and the auction "
+    "records. Any subset can be materialized: a table whose predecessors are not selected reads "
+    "what they stored.",
 )
-def public_bidding_flowers(
+def flower_auction(
     context: dg.AssetExecutionContext,
     config: RawFetchConfig,
     at_api: AtApiResource,
     warehouse: WarehouseResource,
     quarantine_threshold: QuarantineThreshold,
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Fetch each auction date's answer, judge it, and store it verbatim."""
+    """Load each auction date of the run through the selected tables, then record each date."""
     days = auction_dates(context)
-    if at_api.sample_mode:
-        context.log.warning(
-            "Sample mode: FLOWER_API_KEY is not set, so the sample auction days of the synthetic market are read "
-            "instead of the aT API."
+    selected = [
+        table
+        for table in (RAW, FLOWER_TYPES, FLOWERS, BIDDING)
+        if dg.AssetKey(table.name) in context.selected_asset_keys
+    ]
+    recompute = _recompute(context)
+    recorded: dict[Table, dict[date, dict[str, object]]] = {table: {} for table in selected}
+    with working_on("flower_auction", days, warehouse.location), ExitStack() as stack:
+        wh = stack.enter_context(warehouse.open())
+        raw_step = None
+        if RAW in selected:
+            if at_api.sample_mode:
+                context.log.warning(
+                    "Sample mode: FLOWER_API_KEY is not set, so the sample auction days of the "
+                    "synthetic market are read instead of the aT API."
+                )
+            client = stack.enter_context(at_api.client())
+            wh.claim_source(at_api.source)  # before anything is fetched or written
+            api = CachedApi(client, wh, at_api.daily_quota, at_api.correction_days, config.refetch)
+            raw_step = RawStep(
+                wh,
+                api,
+                days,
+                context.run_id,
+                quarantine_threshold.max_rejected_share,
+                at_api.sample_mode,
+                at_api.key,
+            )
+        steps: dict[Table, MasterStep | RecordsStep] = {
+            table: MasterStep(wh, table, context.run_id, recompute)
+            for table in (FLOWER_TYPES, FLOWERS)
+            if table in selected
+        }
+        if BIDDING in selected:
+            steps[BIDDING] = RecordsStep(wh, context.run_id, recompute)
+        unit = AuctionUnit(context, wh, raw_step, steps, at_api.key)
+        for day in days:
+            for table, report in unit.load(day).items():
+                key = dg.AssetKey(table.name)
+                recorded[table][day] = record(
+                    context, day, explained(wh, table.name, day, report), key
+                )
+        versions = {table: content_versions(wh, days, table.name) for table in selected}
+        run_metadata = {
+            RAW: {"warehouse": wh.location},
+            FLOWER_TYPES: {"items_in_master": wh.row_count(FLOWER_TYPES)},
+            FLOWERS: {"varieties_in_master": wh.row_count(FLOWERS)},
+            BIDDING: {},
+        }
+    # In the order of the tables' dependencies: each date's provenance points at its inputs'
+    # materializations of the same date, recorded just before.
+    for table in selected:
+        key = dg.AssetKey(table.name)
+        result = dg.MaterializeResult(
+            asset_key=key, metadata={"run_auction_dates": dates_label(days), **run_metadata[table]}
         )
-    with (
-        working_on(RAW.name, days, warehouse.location),
-        at_api.client() as client,
-        warehouse.open() as wh,
-    ):
-        wh.claim_source(at_api.source)  # before anything is fetched or written
-        api = CachedApi(client, wh, at_api.daily_quota, at_api.correction_days, config.refetch)
-        step = RawStep(
-            wh,
-            api,
-            days,
-            context.run_id,
-            quarantine_threshold.max_rejected_share,
-            at_api.sample_mode,
-            at_api.key,
-        )
-        try:
-            recorded = each_auction_date(context, days, step.load, wh, at_api.key)
-        finally:  # the raw checks of this run judge what was stored, also after a failure
-            for day, outcomes in step.outcomes.items():
-                remember_raw_outcomes(context.run_id, wh.location, day, outcomes)
-        versions = content_versions(wh, days, RAW.name)
-        location = wh.location
-    result = dg.MaterializeResult(
-        metadata={"run_auction_dates": dates_label(days), "warehouse": location}
-    )
-    yield from materialized(context, result, recorded, versions)
+        yield from materialized(context, key, result, recorded[table], versions[table])
 
 
-@dg.asset(
-    **_asset_args(FLOWER_TYPES, "Item master (품목): one row per category and item name."),
-    deps=[public_bidding_flowers],
-)
-def flower_types(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Add the items each auction date saw to the item master."""
-    days = auction_dates(context)
-    with working_on(FLOWER_TYPES.name, days, warehouse.location), warehouse.open() as wh:
-        step = MasterStep(wh, days, FLOWER_TYPES, context.run_id, _recompute(context))
-        recorded = each_auction_date(context, days, step.load, wh)
-        size = wh.row_count(FLOWER_TYPES)
-        versions = content_versions(wh, days, FLOWER_TYPES.name)
-    result = dg.MaterializeResult(
-        metadata={"run_auction_dates": dates_label(days), "items_in_master": size}
-    )
-    yield from materialized(context, result, recorded, versions)
-
-
-@dg.asset(
-    **_asset_args(FLOWERS, "Variety master (품종): one row per item and variety name."),
-    deps=[public_bidding_flowers, flower_types],
-)
-def flowers(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Add the varieties each auction date saw to the variety master."""
-    days = auction_dates(context)
-    with working_on(FLOWERS.name, days, warehouse.location), warehouse.open() as wh:
-        step = MasterStep(wh, days, FLOWERS, context.run_id, _recompute(context))
-        recorded = each_auction_date(context, days, step.load, wh)
-        size = wh.row_count(FLOWERS)
-        versions = content_versions(wh, days, FLOWERS.name)
-    result = dg.MaterializeResult(
-        metadata={"run_auction_dates": dates_label(days), "varieties_in_master": size}
-    )
-    yield from materialized(context, result, recorded, versions)
-
-
-@dg.asset(
-    **_asset_args(
-        BIDDING, "Auction records (경매 결과): one row per auction date, variety and grade."
-    ),
-    deps=[public_bidding_flowers, flowers],
-)
-def bidding_flowers(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Replace each auction date's records and quarantine with those of its raw rows."""
-    days = auction_dates(context)
-    with working_on(BIDDING.name, days, warehouse.location), warehouse.open() as wh:
-        step = RecordsStep(wh, days, context.run_id, _recompute(context))
-        recorded = each_auction_date(context, days, step.load, wh)
-        versions = content_versions(wh, days, BIDDING.name)
-    result = dg.MaterializeResult(metadata={"run_auction_dates": dates_label(days)})
-    yield from materialized(context, result, recorded, versions)
-
-
-flower_auction_assets = [public_bidding_flowers, flower_types, flowers, bidding_flowers]
+flower_auction_assets = [flower_auction]
 
 
 # --- the market layer ---------------------------------------------------------------------------

@@ -60,19 +60,6 @@ from flower_assets.warehouse.schemas import (
     Table,
 )
 
-# The raw step judges each date it stores (its blocking checks decide what loads); the raw
-# checks step of the same run takes those outcomes instead of decoding the items again. Keyed
-# by run, warehouse and date: any other run judges what the warehouse holds.
-_RAW_OUTCOMES: dict[tuple[str, str, date], dict[str, Outcome]] = {}
-
-
-def remember_raw_outcomes(
-    run_id: str, location: str, day: date, outcomes: dict[str, Outcome]
-) -> None:
-    for key in [key for key in _RAW_OUTCOMES if key[0] != run_id]:
-        del _RAW_OUTCOMES[key]  # an earlier run of this process whose checks did not run
-    _RAW_OUTCOMES[(run_id, location, day)] = outcomes
-
 
 @dataclass(frozen=True)
 class CheckSettings:
@@ -99,10 +86,6 @@ def judge_raw(
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
     calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
     for day in days:
-        remembered = _RAW_OUTCOMES.pop((context.run.run_id, wh.location, day), None)
-        if remembered is not None:
-            yield day, remembered
-            continue
         decoded = item_fields(wh.read_partition(RAW, day))
         _, rejected = split_loadable(decoded)
         pages, repeated = answer_pages(wh, day)

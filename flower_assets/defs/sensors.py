@@ -319,7 +319,9 @@ _ACTIVE = [
 
 
 # The tables whose runs the market sensor waits for: the auction assets and the market tables.
-_WRITTEN = frozenset({asset.key for asset in flower_auction_assets} | set(flower_market.keys))
+_WRITTEN = frozenset(
+    {key for asset in flower_auction_assets for key in asset.keys} | set(flower_market.keys)
+)
 
 
 def writes_tables(run: dg.DagsterRun, jobs: set[str]) -> bool:

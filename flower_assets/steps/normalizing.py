@@ -3,6 +3,7 @@
 Each loads only dates whose stored raw content it has not processed yet (the unchanged-content
 rule, `flower_assets.transform.unchanged`), and leaves a blocked date's previous version in
 place. Every date of the run is reported either way, with what the table now holds for it.
+Each step plans a date when it comes to it, so it sees what the steps before it just wrote.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import polars as pl
 
 from flower_assets.market.history import record_digests
 from flower_assets.steps.batch_logs import process_log
-from flower_assets.steps.quarantine_splits import split_rows
 from flower_assets.steps.report import DateReport, Markdown
 from flower_assets.transform import unchanged
 from flower_assets.transform.normalize import auction_records, items_seen, varieties_seen
+from flower_assets.transform.quarantine import split_loadable
 from flower_assets.transform.unchanged import Stored
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
@@ -31,6 +32,26 @@ from flower_assets.warehouse.schemas import (
     BiddingFlowers,
     Table,
 )
+
+
+@dataclass(frozen=True)
+class QuarantineSplit:
+    """An auction date's stored raw rows split into loadable and rejected, for one content."""
+
+    content_hash: str
+    loadable: pl.DataFrame  # raw rows without raw_item, which nothing downstream reads
+    rejected: pl.DataFrame
+
+
+def split_of(
+    wh: Warehouse, day: date, content_hash: str, split: QuarantineSplit | None
+) -> QuarantineSplit:
+    """The split of the date's stored content: the raw step's when it split exactly that
+    content in this unit of work, else read back from the warehouse and split again."""
+    if split is not None and split.content_hash == content_hash:
+        return split
+    loadable, rejected = split_loadable(wh.read_partition(RAW, day))
+    return QuarantineSplit(content_hash, loadable.drop("raw_item"), rejected)
 
 
 @dataclass
@@ -108,11 +129,8 @@ class MasterStep:
     records reference.
     """
 
-    def __init__(
-        self, wh: Warehouse, days: list[date], table: Table, run_id: str, recompute: bool
-    ) -> None:
-        self.wh, self.table, self.run_id = wh, table, run_id
-        self.plan = DatesToLoad.plan(wh, days, table.name, recompute)
+    def __init__(self, wh: Warehouse, table: Table, run_id: str, recompute: bool) -> None:
+        self.wh, self.table, self.run_id, self.recompute = wh, table, run_id, recompute
         if table is FLOWER_TYPES:
             self.id_column, self.counted, self.named = (
                 "flower_type_id",
@@ -127,29 +145,25 @@ class MasterStep:
                 "new_variety_names",
             )
             self.upsert = wh.upsert_varieties
-            self.items = wh.read_table(FLOWER_TYPES)
         self.key = [
             c for c in table.columns if c not in ("id", "first_seen_date", "last_seen_date")
         ]
         self.known = wh.read_table(table).select(self.key)
-        # Dates not recomputed now: count what their stored auction records reference.
-        kept = [day for day in days if day not in self.plan.todo]
-        self.traded = wh.traded_varieties(kept[0], kept[-1]) if kept else None
 
-    def seen_on(self, day: date, content: str) -> pl.DataFrame:
-        loadable = split_rows(self.wh, day, content).loadable
-        return (
-            items_seen(loadable)
-            if self.table is FLOWER_TYPES
-            else varieties_seen(loadable, self.items)
-        )
+    def seen_on(self, loadable: pl.DataFrame) -> pl.DataFrame:
+        if self.table is FLOWER_TYPES:
+            return items_seen(loadable)
+        # The item master as the date's flower_types step left it.
+        return varieties_seen(loadable, self.wh.read_table(FLOWER_TYPES))
 
-    def load(self, day: date) -> DateReport:
+    def load(self, day: date, split: QuarantineSplit | None = None) -> DateReport:
+        """Load the date if its stored content is new to this master; `split`: the raw step's."""
+        plan = DatesToLoad.plan(self.wh, [day], self.table.name, self.recompute)
         new_names: list[str] = []
-        if day in self.plan.todo:
-            content = self.plan.stored[day].content_hash
+        if day in plan.todo:
+            content = plan.stored[day].content_hash
             with process_log(self.wh, self.run_id, self.table.name, day, content) as log:
-                seen = self.seen_on(day, content)
+                seen = self.seen_on(split_of(self.wh, day, content, split).loadable)
                 new = seen.join(self.known, on=self.key, how="anti")
                 self.upsert(seen)
                 log.values[self.counted] = new.height
@@ -157,52 +171,44 @@ class MasterStep:
             new_names = new["name"].to_list()
             rows = seen.height
         else:
-            assert self.traded is not None  # the date is one of the kept ones
-            rows = self.traded.filter(pl.col("auction_date") == day)[self.id_column].n_unique()
+            traded = self.wh.traded_varieties(day, day)
+            rows = traded[self.id_column].n_unique()
         metadata = {
             "dagster/row_count": rows,
             self.counted: len(new_names),
             self.named: Markdown(names_md(new_names)),
-            **self.plan.status(day),
+            **plan.status(day),
         }
-        return DateReport(metadata, self.plan.messages(self.table.name, day))
+        return DateReport(metadata, plan.messages(self.table.name, day))
 
 
 class RecordsStep:
     """Replaces each date's auction records and quarantine together: raw = loaded + rejected."""
 
-    def __init__(self, wh: Warehouse, days: list[date], run_id: str, recompute: bool) -> None:
-        self.wh, self.run_id = wh, run_id
-        self.items, self.varieties = wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS)
-        self.plan = DatesToLoad.plan(wh, days, BIDDING.name, recompute)
+    def __init__(self, wh: Warehouse, run_id: str, recompute: bool) -> None:
+        self.wh, self.run_id, self.recompute = wh, run_id, recompute
 
-    def digests(self, records: pl.DataFrame) -> pl.DataFrame:
-        """The records' digests per category, written with them (`market.history`)."""
-        categories = self.varieties.join(self.items, left_on="flower_type_id", right_on="id")
-        return record_digests(
-            records.join(
-                categories.select(pl.col("id").alias("flower_id"), "flower_gubn"), on="flower_id"
-            )
-        )
-
-    def load(self, day: date) -> DateReport:
-        messages = self.plan.messages(BIDDING.name, day)
-        if day in self.plan.todo:
-            content = self.plan.stored[day].content_hash
+    def load(self, day: date, split: QuarantineSplit | None = None) -> DateReport:
+        """Load the date if its stored content is new to the records; `split`: the raw step's."""
+        plan = DatesToLoad.plan(self.wh, [day], BIDDING.name, self.recompute)
+        messages = plan.messages(BIDDING.name, day)
+        if day in plan.todo:
+            content = plan.stored[day].content_hash
+            # The masters as the date's master steps left them.
+            items, varieties = self.wh.read_table(FLOWER_TYPES), self.wh.read_table(FLOWERS)
             with process_log(self.wh, self.run_id, BIDDING.name, day, content) as log:
-                split = split_rows(self.wh, day, content, last_use=True)
-                records = BiddingFlowers.validate(
-                    auction_records(split.loadable, self.items, self.varieties)
-                )
+                split = split_of(self.wh, day, content, split)
+                records = BiddingFlowers.validate(auction_records(split.loadable, items, varieties))
                 rejected = split.rejected
-                self.wh.replace_records(day, records, rejected, self.digests(records))
+                digests = record_digests_by_category(records, items, varieties)
+                self.wh.replace_records(day, records, rejected, digests)
                 log.values["auction_rows_affected"] = records.height
             rows = records.height
         else:
             rows = self.wh.read_partition(BIDDING, day).height
             rejected = self.wh.read_partition(REJECTED, day)
         reasons = dict(Counter(rejected["reason"].to_list()))
-        if day in self.plan.todo and rejected.height:
+        if day in plan.todo and rejected.height:
             messages.append(
                 (
                     "warning",
@@ -213,6 +219,18 @@ class RecordsStep:
             "dagster/row_count": rows,
             "rows_quarantined": rejected.height,
             "rejected_by_reason": reasons,
-            **self.plan.status(day),
+            **plan.status(day),
         }
         return DateReport(metadata, messages)
+
+
+def record_digests_by_category(
+    records: pl.DataFrame, items: pl.DataFrame, varieties: pl.DataFrame
+) -> pl.DataFrame:
+    """The records' digests per category, written with them (`market.history`)."""
+    categories = varieties.join(items, left_on="flower_type_id", right_on="id")
+    return record_digests(
+        records.join(
+            categories.select(pl.col("id").alias("flower_id"), "flower_gubn"), on="flower_id"
+        )
+    )

@@ -9,19 +9,18 @@ changes are kept in auction_corrections with the new rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
 
 from flower_assets.quality import integrity
 from flower_assets.quality.catalog import RAW_CHECKS, blocked_by
-from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import CachedApi
 from flower_assets.source.categories import Category
 from flower_assets.source.errors import FlowerApiError, KeyRefused, refuses_the_key
 from flower_assets.steps.batch_logs import batch_log, now
-from flower_assets.steps.quarantine_splits import keep_split
+from flower_assets.steps.normalizing import QuarantineSplit
 from flower_assets.steps.report import DateReport
 from flower_assets.transform import revisions, unchanged
 from flower_assets.transform.quarantine import split_loadable
@@ -101,8 +100,6 @@ class RawStep:
     max_rejected_share: float
     sample_mode: bool
     secret: str | None = None  # redacted from every log row
-    # The raw rules' outcomes per date, for the raw checks of the same run.
-    outcomes: dict[date, dict[str, Outcome]] = field(default_factory=dict)
     # A refusal of the key (quota used up, key wrong): later dates of the run are not asked for.
     key_refused: FlowerApiError | None = None
 
@@ -128,7 +125,9 @@ class RawStep:
                 self.key_refused = exc
             raise
 
-    def load(self, day: date) -> DateReport:
+    def load(self, day: date) -> tuple[DateReport, QuarantineSplit | None]:
+        """Fetch, judge and store the date; its report, and the split the normalizing steps
+        load (none when the date is blocked)."""
         client = self.api.client
         calls_before, cached_before = client.calls_made, self.api.cache_hits
         with batch_log(
@@ -171,10 +170,6 @@ class RawStep:
             )
             if blocked:
                 log.status, log.note = unchanged.BLOCKED, blocked
-        # Stored and logged: this run's normalizing steps and checks may use what was judged.
-        if not blocked:
-            keep_split(self.wh, day, content, loadable, rejected)
-        self.outcomes[day] = outcomes
         self.calendar = pl.concat([self.calendar, _day_counts(day, raw)])
         counts = rows_per_category(raw)
         messages = [
@@ -214,4 +209,5 @@ class RawStep:
             "blocked_by": blocked or "none",
             "sample_mode": self.sample_mode,
         }
-        return DateReport(metadata, messages)
+        split = None if blocked else QuarantineSplit(content, loadable.drop("raw_item"), rejected)
+        return DateReport(metadata, messages), split

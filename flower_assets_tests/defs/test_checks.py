@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flower_assets.defs.assets import bidding_flowers, public_bidding_flowers
+from flower_assets.defs.assets import flower_auction_assets
 from flower_assets.defs.checks import bidding_checks
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
@@ -310,7 +310,9 @@ def test_records_wait_for_the_masters_to_load_the_same_answer(warehouse_url, ins
         market.set(DAY, Category.CUT_FLOWERS, [item(good="새품종")])
         # Re-run raw and records but skip the masters: the new variety has no id yet.
         result = dg.materialize(
-            [public_bidding_flowers, bidding_flowers, bidding_checks],
+            [*flower_auction_assets, bidding_checks],
+            selection=dg.AssetSelection.assets("public_bidding_flowers", "bidding_flowers")
+            | dg.AssetSelection.checks(bidding_checks),
             partition_key=DAY,
             instance=instance,
             resources=resources_for(warehouse_url, server.url),

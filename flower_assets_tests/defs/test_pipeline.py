@@ -10,8 +10,6 @@ from flower_assets.definitions import defs
 from flower_assets.defs.assets import flower_auction_assets
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
-from flower_assets.steps import quarantine_splits
-from flower_assets.steps.quarantine_splits import QuarantineSplits
 from flower_assets_tests.conftest import (
     TEST_KEY,
     Market,
@@ -156,15 +154,16 @@ def test_a_range_run_gives_the_same_tables_as_one_run_per_date(
 
 
 def test_normalizing_from_the_raw_steps_split_equals_reading_raw_back(
-    warehouse_url, instance, market, tmp_path, monkeypatch
+    warehouse_url, instance, market, tmp_path
 ):
-    # A rejected row too, so both halves of the split travel through the cache.
+    # A rejected row too, so both halves of the split travel from the raw step.
     market.set(
         "2024-05-09",
         Category.CUT_FLOWERS,
         [item(day="2024-05-09", good="레드"), item(day="2024-05-09", good="핑크", tot_qty="0")],
     )
-    raw, downstream = flower_auction_assets[:1], flower_auction_assets[1:]
+    raw = dg.AssetSelection.assets("public_bidding_flowers")
+    downstream = dg.AssetSelection.assets("flower_types", "flowers", "bidding_flowers")
     with FakeAtServer(market.rows_for) as server:
         # A share of rejected rows above the default 1% would block the normalizing steps.
         (together,) = materialize(
@@ -177,11 +176,16 @@ def test_normalizing_from_the_raw_steps_split_equals_reading_raw_back(
             "dagster/asset_partition_range_start": DATES[0],
             "dagster/asset_partition_range_end": DATES[-1],
         }
-        assert dg.materialize(raw, resources=resources, instance=instance, tags=tags).success
-    # As if the normalizing steps ran in another process: nothing to take from the raw step.
-    monkeypatch.setattr(quarantine_splits, "QUARANTINE_SPLITS", QuarantineSplits())
+        assert dg.materialize(
+            flower_auction_assets, selection=raw, resources=resources, instance=instance, tags=tags
+        ).success
+    # The normalizing tables alone (the UI's Materialize on them): they read the raw rows back.
     assert dg.materialize(
-        [*downstream, *raw], selection=downstream, resources=resources, instance=instance, tags=tags
+        flower_auction_assets,
+        selection=downstream,
+        resources=resources,
+        instance=instance,
+        tags=tags,
     ).success
     assert tables(apart_url)["rejected_bidding_flowers"].height == 1
     for name, frame in by_name(tables(warehouse_url)).items():

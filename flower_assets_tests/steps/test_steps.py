@@ -29,24 +29,25 @@ def test_the_steps_load_a_date_and_report_what_it_holds(tmp_path):
         api = AtApiResource(service_key=TEST_KEY, base_url=server.url, max_attempts=1)
         with api.client() as client, WarehouseResource(url=url).open() as wh:
             raw = RawStep(wh, CachedApi(client, wh, 100, 3), [DAY], "run-1", 0.5, False, TEST_KEY)
-            first = raw.load(DAY)
+            first, split = raw.load(DAY)
             assert first.metadata["dagster/row_count"] == 3
             assert first.metadata["rows_to_quarantine"] == 1
             assert first.metadata["api_calls"] == 4 and first.metadata["blocked_by"] == "none"
-            assert raw.outcomes[DAY]["rejected_share_within_threshold"].passed
+            assert split is not None and split.content_hash == first.metadata["content_hash"]
+            assert (split.loadable.height, split.rejected.height) == (2, 1)
 
-            items = MasterStep(wh, [DAY], FLOWER_TYPES, "run-1", recompute=False).load(DAY)
+            items = MasterStep(wh, FLOWER_TYPES, "run-1", recompute=False).load(DAY, split)
             assert items.metadata["new_items"] == 1
             assert items.metadata["new_item_names"] == Markdown("장미")
-            varieties = MasterStep(wh, [DAY], FLOWERS, "run-1", recompute=False).load(DAY)
+            varieties = MasterStep(wh, FLOWERS, "run-1", recompute=False).load(DAY, split)
             assert varieties.metadata["new_varieties"] == 2
-            records = RecordsStep(wh, [DAY], "run-1", recompute=False).load(DAY)
+            records = RecordsStep(wh, "run-1", recompute=False).load(DAY, split)
             assert records.metadata["dagster/row_count"] == 2
             assert records.metadata["rejected_by_reason"] == {"non_positive_quantity": 1}
             assert any("quarantined" in text for _, text in records.messages)
 
             # The same content again: recorded, nothing rewritten.
-            again = RecordsStep(wh, [DAY], "run-2", recompute=False).load(DAY)
+            again = RecordsStep(wh, "run-2", recompute=False).load(DAY)
             assert again.metadata["content_changed"] is False
             assert again.metadata["dagster/row_count"] == 2
     assert tables(url)["bidding_flowers"].height == 2
