@@ -74,8 +74,9 @@ def main() -> int:
                 break
         done_at = time.time()
         materialized = {
-            asset.key.to_user_string(): sorted(instance.get_materialized_partitions(asset.key))
+            key.to_user_string(): sorted(instance.get_materialized_partitions(key))
             for asset in flower_auction_assets
+            for key in asset.keys
         }
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(

@@ -37,7 +37,7 @@ from flower_assets.source.categories import Category
 from flower_assets_tests.conftest import TEST_KEY, Market, item, materialize
 
 UI = "http://dagster.internal:3000"
-OUR_KEYS = {a.key for a in flower_auction_assets}
+OUR_KEYS = {key for a in flower_auction_assets for key in a.keys}
 OUR_JOB = "flower_auction_job"
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", fmt="%Y-%m-%d")
 BIDDING = dg.AssetKey("bidding_flowers")
