@@ -1,7 +1,8 @@
 """The UI benchmark (benchmarks/ui_queries.py) runs end to end: load, webserver, every query.
 
-Only that every query the UI's pages issue was answered and timed is asserted, never how fast:
-CI machines are shared and noisy.
+Once on the embedded SQLite instance, once on the production PostgreSQL profile (its databases
+dropped after). Only that every query the UI's pages issue was answered, timed and judged is
+asserted, never how fast: CI machines are shared and noisy.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import importlib.util
 import json
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
+import psycopg2
 import pytest
+
+from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DAYS = 5
@@ -28,9 +33,32 @@ def ui_graphql():
     return module
 
 
+def postgres_server() -> str:
+    """The test PostgreSQL server as ui_queries.py's --postgres-url (psycopg2), or a skip."""
+    try:
+        psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5).close()
+    except psycopg2.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
+    return POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def databases() -> set[str]:
+    """The databases on the test server."""
+    connection = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    with closing(connection), connection.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database")
+        return {name for (name,) in cursor.fetchall()}
+
+
 @pytest.mark.slow
-def test_ui_benchmark_times_every_page_query(tmp_path: Path) -> None:
+@pytest.mark.parametrize("instance", ["sqlite", "postgres"])
+def test_ui_benchmark_times_every_page_query(tmp_path: Path, instance: str) -> None:
     home = tmp_path / "home"
+    extra = []
+    if instance == "postgres":
+        extra = ["--postgres-url", postgres_server(), "--drop-databases"]
     done = subprocess.run(
         [
             sys.executable,
@@ -45,6 +73,9 @@ def test_ui_benchmark_times_every_page_query(tmp_path: Path) -> None:
             str(home),
             "--repeat",
             "2",
+            "--instance",
+            instance,
+            *extra,
         ],
         cwd=tmp_path,
         capture_output=True,
@@ -55,6 +86,7 @@ def test_ui_benchmark_times_every_page_query(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     queries = ui_graphql()
 
+    assert result["instance"] == instance
     assert result["dates"] == DAYS
     assert result["start"] == "2024-01-01" and result["end"] == "2024-01-05"
     assert set(result["queries"]) == {query.name for query in queries.UI_QUERIES}
@@ -70,3 +102,13 @@ def test_ui_benchmark_times_every_page_query(tmp_path: Path) -> None:
     assert result["event_log_rows"] > 0
     assert result["asset_check_executions_per_date"] >= DAYS * len(result["checks_per_asset"])
     assert result["check"]  # the check page was opened on a real check
+    # Every page judged against the limit; the storages the webserver used are reported.
+    assert set(result["verdicts"]) == set(queries.PAGES)
+    assert isinstance(result["all_under_limit"], bool)
+    assert set(result["storages"]) == {"run_storage", "event_log_storage", "schedule_storage"}
+    assert "VERDICT all pages" in done.stdout
+    if instance == "postgres":
+        assert "Postgres" in result["storages"]["event_log_storage"]
+        assert set(result["databases"]) == {"dagster", "warehouse"}
+        # --drop-databases left neither behind.
+        assert not set(result["databases"].values()) & databases()
