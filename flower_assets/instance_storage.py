@@ -49,6 +49,8 @@ from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._serdes import ConfigurableClassData
 
+from flower_assets.check_state_checkpoint import CheckpointedCheckState
+
 # How long a connection waits for another process's write lock, as Dagster's SQLite storages do.
 BUSY_TIMEOUT_S = 30
 # The instance's creation lock, in the instance directory.
@@ -192,9 +194,12 @@ def _tune(connection: sqlite3.Connection, _record: object) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
-class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
+class PooledSqliteEventLogStorage(CheckpointedCheckState, ConsolidatedSqliteEventLogStorage):
     """One consolidated SQLite event log, with one pooled engine per process, opened (and so
-    created) under the instance's creation lock."""
+    created) under the instance's creation lock, with asset check states checkpointed in it.
+
+    SQLite commits one writer at a time and gives ids in commit order: every id up to the
+    highest one read is final at once (the mixin's default `_mark_settled`)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         # Keyed by process id: a forked child must not reuse its parent's open connections.
