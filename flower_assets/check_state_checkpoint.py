@@ -51,7 +51,7 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -352,6 +352,12 @@ class CheckpointedCheckState:
         """Every id up to the mark is final (committed or never will be)."""
         return True
 
+    @property
+    def checkpoint_stats(self) -> Counter:
+        """Per check and request of this storage object: `rebuilt`, `folded` (changed partitions
+        read), `unchanged`, `written` checkpoints; `unsure` (answered by Dagster in full)."""
+        return self.__dict__.setdefault("_flower_checkpoint_stats", Counter())
+
     # ---- Dagster's entry point ---------------------------------------------------------------
 
     def get_asset_check_state(self, keys: CheckKeys) -> Mapping[AssetCheckKey, AssetCheckState]:
@@ -365,6 +371,7 @@ class CheckpointedCheckState:
             states.update(self._checkpointed_states(ours))
         except Unsure as unsure:
             log.debug("asset check state computed in full: %s", unsure)
+            self.checkpoint_stats["unsure"] += len(ours)
             states.update(super().get_asset_check_state(ours))  # type: ignore[misc]
         except Exception:
             if self.CHECKPOINT_ERRORS == "raise":
@@ -439,11 +446,15 @@ class CheckpointedCheckState:
                 raise Unsure("partition loading context earlier than the checkpoint's")
             fingerprint = self._check_fingerprint(key, mark, base, asset_fingerprints)
             request.fingerprint_before = fingerprint["now"]
-            if (
-                base is not None
-                and fingerprint["then"] == base.fingerprint
-                and base.anchors == _anchors_at(anchors, base.mark)
-            ):
+            if base is None:
+                why = "new" if key not in stored else "other definition or version"
+            elif fingerprint["then"] != base.fingerprint:
+                why = "rows deleted or wiped"
+            elif base.anchors != _anchors_at(anchors, base.mark):
+                why = "ids reused"
+            else:
+                why = None
+            if why is None:
                 request.base = base
                 # Settled before the probes below: they then see every id up to it.
                 request.candidate_settled = base.candidate is not None and self._mark_settled(
@@ -451,6 +462,7 @@ class CheckpointedCheckState:
                 )
             else:
                 request.rebuild = True
+                self.checkpoint_stats[f"rebuilt: {why}"] += 1
 
         # Partitions changed since each checkpoint's `stable`. In-place updates (planned ->
         # evaluated, a step retry) are found through their runs: those open at the last
@@ -480,6 +492,7 @@ class CheckpointedCheckState:
                 request.changed |= request.keys.valid(request.base.dropped)
             if len(request.changed) > self.MAX_FOLD_KEYS:
                 request.rebuild, request.base, request.changed = True, None, set()
+                self.checkpoint_stats["rebuilt: many changed partitions"] += 1
 
         # Dagster's own per-partition records: all of them for a rebuild, else the changed ones.
         infos: dict[AssetCheckKey, list[AssetCheckPartitionInfo]] = defaultdict(list)
@@ -495,6 +508,8 @@ class CheckpointedCheckState:
                     )
                 )
         for key, request in requests.items():
+            outcome = "rebuilt" if request.rebuild else "folded" if request.changed else "unchanged"
+            self.checkpoint_stats[outcome] += 1
             request.result = self._fold(request, infos[key])
             self._bookkeep(request, mark, settled, unfinished, anchors)
 
@@ -907,7 +922,8 @@ class CheckpointedCheckState:
             return
         with self.index_connection() as conn:  # type: ignore[attr-defined]
             for request in statements:
-                conn.execute(_compare_and_set(conn, request))
+                written = conn.execute(_compare_and_set(conn, request)).rowcount
+                self.checkpoint_stats["written" if written else "lost"] += 1
 
 
 def _anchors_at(anchors: Mapping[str, Mapping[int, list]], at: Mapping[str, int]) -> dict:
