@@ -116,7 +116,7 @@ def test_an_unreachable_warehouse_fails_fast_naming_it_without_its_password(
         calls = list(server.requests)
     assert not result.success and elapsed < 15
     step, message = failure(result)
-    assert step == "public_bidding_flowers"
+    assert step == "flower_auction"
     assert "cannot connect to the warehouse postgresql://" in message and ":***@" in message
     assert cause in message
     assert password not in message
@@ -382,7 +382,7 @@ def test_a_read_only_sqlite_warehouse_fails_the_run_and_keeps_its_data(tmp_path,
         result = run(url, instance, server.url)
     assert not result.success
     step, message = failure(result)
-    assert step == "public_bidding_flowers" and "readonly database" in message
+    assert step == "flower_auction" and "readonly database" in message
     assert partition_version(url) == old
     assert_masters_sound(url)
     assert_converges(url, instance, new)
