@@ -115,6 +115,8 @@ INSTANCE_CONFIGS = {
 # The files that define the storages the webserver uses (their last commits are recorded).
 STORAGE_FILES = (
     "flower_assets/instance_storage.py",
+    "flower_assets/instance_storage_postgres.py",
+    "flower_assets/check_state_checkpoint.py",
     "dagster.yaml",
     "deploy/postgres/dagster.yaml",
 )
