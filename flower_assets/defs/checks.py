@@ -84,8 +84,15 @@ def judge_raw(
     days: list[date],
     settings: CheckSettings,
 ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    """The raw rules of each date. A date this run fetched was judged by the raw step when it
+    stored the answer (its upload log keeps the outcomes): reported as judged, not decoded
+    again. Any other run (flower_checks_job, a checks-only launch) judges the stored rows."""
+    judged = judged_by_run(wh.upload_logs(days[0], days[-1]), context.run.run_id)
     calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
     for day in days:
+        if day in judged:
+            yield day, judged[day]
+            continue
         decoded = item_fields(wh.read_partition(RAW, day))
         _, rejected = split_loadable(decoded)
         pages, repeated = answer_pages(wh, day)
@@ -96,6 +103,17 @@ def judge_raw(
                 day, decoded, rejected, earlier, settings.max_rejected_share, pages, repeated
             ),
         )
+
+
+def judged_by_run(uploads: pl.DataFrame, run_id: str) -> dict[date, dict[str, Outcome]]:
+    """The raw rules' outcomes on each date's stored answer, where `run_id` fetched and judged
+    it: its upload is the date's latest that stored an answer."""
+    stored = unchanged.latest_stored_uploads(uploads)
+    return {
+        day: integrity.outcomes_from_json(text)
+        for day, run, text in stored.select("auction_date", "run_id", "raw_checks").rows()
+        if run == run_id and text is not None
+    }
 
 
 def _judge_master(id_column: str, table: Table, scope: str) -> Judge:

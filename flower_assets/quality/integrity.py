@@ -5,6 +5,8 @@ The Dagster glue in `checks.py` turns outcomes into partitioned asset-check eval
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -43,6 +45,33 @@ class Outcome:
     summary: str
     metadata: dict[str, Any] = field(default_factory=dict)
     sample: pl.DataFrame | None = None
+
+
+def outcomes_json(outcomes: dict[str, Outcome]) -> str:
+    """Outcomes as JSON text, to be stored with what they judged (`outcomes_from_json`)."""
+    return json.dumps(
+        {
+            name: {
+                "passed": outcome.passed,
+                "summary": outcome.summary,
+                "metadata": outcome.metadata,
+                "sample": None if outcome.sample is None else outcome.sample.write_json(),
+            }
+            for name, outcome in outcomes.items()
+        },
+        ensure_ascii=False,
+        default=str,
+    )
+
+
+def outcomes_from_json(text: str) -> dict[str, Outcome]:
+    def sample(frame: str | None) -> pl.DataFrame | None:
+        return None if frame is None else pl.read_json(io.StringIO(frame))
+
+    return {
+        name: Outcome(each["passed"], each["summary"], each["metadata"], sample(each["sample"]))
+        for name, each in json.loads(text).items()
+    }
 
 
 def sample_of(frame: pl.DataFrame) -> pl.DataFrame | None:

@@ -141,6 +141,7 @@ class RawStep:
             items_rejected=0,
             api_calls=0,
             content_hash=None,
+            raw_checks=None,
         ) as log:
             try:
                 fetched = self.fetch(day)
@@ -167,6 +168,7 @@ class RawStep:
                 items_loaded=loadable.height,
                 items_rejected=rejected.height,
                 content_hash=content,
+                raw_checks=integrity.outcomes_json(outcomes),
             )
             if blocked:
                 log.status, log.note = unchanged.BLOCKED, blocked

@@ -43,9 +43,14 @@ class Stored:
     blocked_by: str | None
 
 
+def latest_stored_uploads(uploads: pl.DataFrame) -> pl.DataFrame:
+    """Per auction date, the last upload that stored rows: what the raw table holds."""
+    return _latest(uploads, ["auction_date"], (LOADABLE, BLOCKED))
+
+
 def stored_raw(uploads: pl.DataFrame) -> dict[date, Stored]:
     """Per auction date, the content the raw table holds (the last upload that stored rows)."""
-    last = _latest(uploads, ["auction_date"], (LOADABLE, BLOCKED))
+    last = latest_stored_uploads(uploads)
     return {
         day: Stored(content, error if status == BLOCKED else None)
         for day, content, status, error in last.select(

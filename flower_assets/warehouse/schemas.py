@@ -255,6 +255,11 @@ class FlowerBatchUploadLogs(pa.DataFrameModel):
     )
     started_at: pl.Datetime(time_zone="UTC") = pa.Field(description="Start (UTC)")
     finished_at: pl.Datetime(time_zone="UTC") = pa.Field(description="End (UTC)")
+    raw_checks: str = pa.Field(
+        nullable=True,
+        description="The raw checks' outcomes on this answer, judged when it was fetched (JSON): "
+        "the raw checks of the same run report them instead of decoding the rows again",
+    )
 
     class Config:
         strict = True

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.checks import bidding_checks
+from flower_assets.defs.checks import bidding_checks, raw_checks
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse
@@ -97,6 +97,49 @@ def test_each_bad_row_kind_is_quarantined_with_its_reason_and_reconciles(warehou
     assert raw_checks[("no_duplicate_keys", DAY)] is False
     assert raw_checks[("dates_match_partition", DAY)] is False
     assert raw_checks[("schema_conforms", DAY)] is True
+
+
+def test_raw_checks_report_the_raw_steps_judgement_and_a_later_run_judges_again(
+    warehouse_url, instance
+):
+    bad = [*BAD_ROWS.values(), item(good="중복", avg_amt="10001")]
+    with FakeAtServer(market_with(bad, good=792).rows_for) as server:
+        (fetched,) = materialize([DAY], warehouse_url, instance, server.url)
+    with Warehouse.open(warehouse_url) as wh:
+        (judged,) = wh.read_table(UPLOAD_LOGS)["raw_checks"]
+    assert json.loads(judged)["no_duplicate_keys"]["passed"] is False  # kept with the answer
+
+    def shown(run_id: str) -> dict[str, tuple[bool, str | None, dict]]:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        found = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+        return {
+            e.check_name: (e.passed, e.description, {k: v.value for k, v in e.metadata.items()})
+            for e in found
+            if e.asset_key == dg.AssetKey("public_bidding_flowers")
+        }
+
+    # A checks-only run (another run than the fetching one) decodes and judges the stored rows.
+    again = (
+        dg.Definitions(
+            assets=flower_auction_assets,
+            asset_checks=[raw_checks],
+            jobs=[dg.define_asset_job("recheck", selection=dg.AssetSelection.checks(raw_checks))],
+            resources=resources_for(warehouse_url),
+        )
+        .resolve_job_def("recheck")
+        .execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": DAY,
+                "dagster/asset_partition_range_end": DAY,
+            },
+        )
+    )
+    assert again.success
+    assert len(shown(fetched.run_id)) == 6
+    assert shown(again.run_id) == shown(fetched.run_id)
 
 
 def metadata(instance: dg.DagsterInstance, asset: str, day: str) -> dict[str, object]:

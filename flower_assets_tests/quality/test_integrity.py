@@ -263,3 +263,27 @@ def test_duplicate_keys_count_the_rows_quarantine_really_keeps_aside():
     three = duplicate_keys(raw(item(), item(), item()))
     assert (three.metadata["duplicate_rows"], three.metadata["quarantined_rows"]) == (3, 2)
     assert "3 rows share a key with another row: 2 kept in quarantine, 1 loaded" in three.summary
+
+
+def test_outcomes_kept_as_json_read_back_equal():
+    outcomes = {
+        "no_duplicate_keys": integrity.Outcome(
+            False,
+            "2 rows repeat a key",
+            {"duplicates": 2, "by_category": {"절화": 2}},
+            pl.DataFrame({"goodName": ["중복", "중복"], "avg_amt": [10000, 10001]}),
+        ),
+        "dates_match_partition": integrity.Outcome(True, "every saleDate is the date asked for"),
+    }
+    again = integrity.outcomes_from_json(integrity.outcomes_json(outcomes))
+    assert again.keys() == outcomes.keys()
+    for name, outcome in outcomes.items():
+        read = again[name]
+        assert (read.passed, read.summary, read.metadata) == (
+            outcome.passed,
+            outcome.summary,
+            outcome.metadata,
+        )
+        assert (read.sample is None) == (outcome.sample is None)
+        if outcome.sample is not None:
+            assert read.sample.equals(outcome.sample)
