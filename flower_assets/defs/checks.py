@@ -87,7 +87,7 @@ def judge_raw(
     """The raw rules of each date. A date this run fetched was judged by the raw step when it
     stored the answer (its upload log keeps the outcomes): reported as judged, not decoded
     again. Any other run (flower_checks_job, a checks-only launch) judges the stored rows."""
-    judged = judged_by_run(wh.upload_logs(days[0], days[-1]), context.run.run_id)
+    judged = judged_by_run(wh.upload_logs(days[0], days[-1], judged=True), context.run.run_id)
     calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
     for day in days:
         if day in judged:

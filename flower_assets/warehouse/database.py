@@ -446,9 +446,11 @@ class Warehouse(ABC):
         )
         return int(rows[0][0]) if rows else 0
 
-    def upload_logs(self, first: date, last: date) -> pl.DataFrame:
-        """Upload log rows of auction dates first..last."""
-        return self.read_range(UPLOAD_LOGS, first, last, UPLOAD_LOGS.columns)
+    def upload_logs(self, first: date, last: date, judged: bool = False) -> pl.DataFrame:
+        """Upload log rows of auction dates first..last; `judged`: with the raw checks'
+        outcomes (JSON), which only the raw checks read."""
+        columns = [c for c in UPLOAD_LOGS.columns if judged or c != "raw_checks"]
+        return self.read_range(UPLOAD_LOGS, first, last, columns)
 
     def batch_logs(self, first: date, last: date) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Upload and process log rows of auction dates first..last."""
