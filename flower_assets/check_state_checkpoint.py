@@ -437,43 +437,26 @@ class CheckpointedCheckState:
             stored = self._read_checkpoints(conn, list(requests))
         settled = self._wait_settled(mark, rebuild=len(stored) < len(requests))
         bases = {key: self._load(text, requests[key].keys) for key, (_, text) in stored.items()}
-        anchors = self._read_anchors([mark.ids()] + [b.mark for b in bases.values() if b])
-        for key, request in requests.items():
-            request.version = stored.get(key, (0, ""))[0]
-            base = bases.get(key)
-            if base is not None and not request.keys.not_earlier_than(base):
-                # An earlier "now" than the checkpoint's: it may hold keys invalid now.
-                raise Unsure("partition loading context earlier than the checkpoint's")
-            fingerprint = self._check_fingerprint(key, mark, base, asset_fingerprints)
-            request.fingerprint_before = fingerprint["now"]
-            if base is None:
-                why = "new" if key not in stored else "other definition or version"
-            elif fingerprint["then"] != base.fingerprint:
-                why = "rows deleted or wiped"
-            elif base.anchors != _anchors_at(anchors, base.mark):
-                why = "ids reused"
-            else:
-                why = None
-            if why is None:
-                request.base = base
-                # Settled before the probes below: they then see every id up to it.
-                request.candidate_settled = base.candidate is not None and self._mark_settled(
-                    base.candidate["token"]
-                )
-            else:
-                request.rebuild = True
-                self.checkpoint_stats[f"rebuilt: {why}"] += 1
-
-        # Partitions changed since each checkpoint's `stable`. In-place updates (planned ->
-        # evaluated, a step retry) are found through their runs: those open at the last
-        # checkpoint or now, or that logged check events after `stable`. A run that finished
-        # before its rows are read has written them all (its end event follows its steps').
-        folds = [r for r in requests.values() if not r.rebuild]
-        lowest = Mark(
-            min((r.base.stable["event"] for r in folds), default=mark.event),
-            min((r.base.stable["execution"] for r in folds), default=mark.execution),
-        )
+        if any(
+            base is not None and not requests[key].keys.not_earlier_than(base)
+            for key, base in bases.items()
+        ):
+            # An earlier "now" than the checkpoint's: it may hold keys that are invalid now.
+            raise Unsure("partition loading context earlier than the checkpoint's")
         with self.index_connection() as conn:  # type: ignore[attr-defined]
+            anchors = self._read_anchors(conn, [mark.ids()] + [b.mark for b in bases.values() if b])
+            for key, request in requests.items():
+                request.version = stored.get(key, (0, ""))[0]
+                self._validate(conn, request, bases.get(key), mark, anchors, asset_fingerprints)
+            # Partitions changed since each checkpoint's `stable`. In-place updates (planned ->
+            # evaluated, a step retry) are found through their runs: those open at the last
+            # checkpoint or now, or that logged check events after `stable`. A run that finished
+            # before its rows are read has written them all (its end event follows its steps').
+            folds = [r for r in requests.values() if not r.rebuild]
+            lowest = Mark(
+                min((r.base.stable["event"] for r in folds), default=mark.event),
+                min((r.base.stable["execution"] for r in folds), default=mark.execution),
+            )
             new_rows = self._new_execution_rows(conn, folds, lowest, mark)
             check_event_runs = self._check_event_runs(conn, lowest, mark) if folds else set()
             materialized = self._new_materializations(conn, folds, lowest, mark)
@@ -500,13 +483,14 @@ class CheckpointedCheckState:
         if rebuilds:
             for info in self.get_asset_check_partition_info(rebuilds):  # type: ignore[attr-defined]
                 infos[info.check_key].append(info)
-        for key, request in requests.items():
-            if request.changed:
-                infos[key] = list(
-                    self.get_asset_check_partition_info(  # type: ignore[attr-defined]
-                        [key], partition_keys=sorted(request.changed)
-                    )
-                )
+        changed = {key: r.changed for key, r in requests.items() if r.changed}
+        if changed:
+            # One read for all: each check keeps the records of its own changed partitions.
+            for info in self.get_asset_check_partition_info(  # type: ignore[attr-defined]
+                list(changed), partition_keys=sorted(set().union(*changed.values()))
+            ):
+                if info.partition_key in changed[info.check_key]:
+                    infos[info.check_key].append(info)
         for key, request in requests.items():
             outcome = "rebuilt" if request.rebuild else "folded" if request.changed else "unchanged"
             self.checkpoint_stats[outcome] += 1
@@ -531,6 +515,34 @@ class CheckpointedCheckState:
         if writes:
             self._write(writes, mark, infos, assets)
         return states
+
+    def _validate(
+        self,
+        conn: sa.Connection,
+        request: Request,
+        base: Checkpoint | None,
+        mark: Mark,
+        anchors: Mapping[str, Mapping[int, list]],
+        asset_fingerprints: Mapping[AssetKey, list],
+    ) -> None:
+        """Keep the stored checkpoint as the request's base, or rebuild (and say why)."""
+        fingerprint = self._check_fingerprint(conn, request.key, mark, base, asset_fingerprints)
+        request.fingerprint_before = fingerprint["now"]
+        if base is None:
+            why = "new" if not request.version else "other definition or version"
+        elif fingerprint["then"] != base.fingerprint:
+            why = "rows deleted or wiped"
+        elif base.anchors != _anchors_at(anchors, base.mark):
+            why = "ids reused"
+        else:
+            request.base = base
+            # Settled before the probes: they then see every id up to the candidate mark.
+            request.candidate_settled = base.candidate is not None and self._mark_settled(
+                base.candidate["token"]
+            )
+            return
+        request.rebuild = True
+        self.checkpoint_stats[f"rebuilt: {why}"] += 1
 
     @staticmethod
     def _load(text: str, keys: Partitions) -> Checkpoint | None:
@@ -582,30 +594,30 @@ class CheckpointedCheckState:
             if (asset, name) in wanted
         }
 
-    def _read_anchors(self, marks: Iterable[Mapping[str, int]]) -> dict[str, dict[int, list]]:
+    @staticmethod
+    def _read_anchors(conn, marks: Iterable[Mapping[str, int]]) -> dict[str, dict[int, list]]:
         """The rows at the marks' ids: SQLite gives a deleted tail row's id to the next row."""
         marks = list(marks)
         event_ids = sorted({m["event"] for m in marks} - {0})
         execution_ids = sorted({m["execution"] for m in marks} - {0})
-        with self.index_connection() as conn:  # type: ignore[attr-defined]
-            events = conn.execute(
-                sa.select(
-                    EVENTS.c.id, EVENTS.c.run_id, EVENTS.c.dagster_event_type, EVENTS.c.timestamp
-                ).where(EVENTS.c.id.in_(event_ids))
-            )
-            executions = conn.execute(
-                sa.select(
-                    EXECUTIONS.c.id,
-                    EXECUTIONS.c.asset_key,
-                    EXECUTIONS.c.check_name,
-                    EXECUTIONS.c.run_id,
-                    EXECUTIONS.c.partition,
-                ).where(EXECUTIONS.c.id.in_(execution_ids))
-            )
-            return {
-                "event": {row[0]: [str(v) for v in row[1:]] for row in events},
-                "execution": {row[0]: [str(v) for v in row[1:]] for row in executions},
-            }
+        events = conn.execute(
+            sa.select(
+                EVENTS.c.id, EVENTS.c.run_id, EVENTS.c.dagster_event_type, EVENTS.c.timestamp
+            ).where(EVENTS.c.id.in_(event_ids))
+        )
+        executions = conn.execute(
+            sa.select(
+                EXECUTIONS.c.id,
+                EXECUTIONS.c.asset_key,
+                EXECUTIONS.c.check_name,
+                EXECUTIONS.c.run_id,
+                EXECUTIONS.c.partition,
+            ).where(EXECUTIONS.c.id.in_(execution_ids))
+        )
+        return {
+            "event": {row[0]: [str(v) for v in row[1:]] for row in events},
+            "execution": {row[0]: [str(v) for v in row[1:]] for row in executions},
+        }
 
     def _asset_fingerprints(self, assets: list[AssetKey]) -> dict[AssetKey, list]:
         """Per asset: its wipe details and the unpartitioned latest materialization that
@@ -623,6 +635,7 @@ class CheckpointedCheckState:
 
     def _check_fingerprint(
         self,
+        conn: sa.Connection,
         key: AssetCheckKey,
         mark: Mark,
         base: Checkpoint | None,
@@ -631,27 +644,26 @@ class CheckpointedCheckState:
         """Count and sum of the check's execution ids and of its asset's materialization ids at
         or below the mark (`now`) and the checkpoint's mark (`then`): a deletion changes them."""
         then_mark = base.mark if base is not None else mark.ids()
-        with self.index_connection() as conn:  # type: ignore[attr-defined]
-            executions = self._id_fingerprint(
-                conn,
-                EXECUTIONS,
-                [
-                    EXECUTIONS.c.asset_key == key.asset_key.to_string(),
-                    EXECUTIONS.c.check_name == key.name,
-                ],
-                mark.execution,
-                then_mark["execution"],
-            )
-            materializations = self._id_fingerprint(
-                conn,
-                EVENTS,
-                [
-                    EVENTS.c.asset_key == key.asset_key.to_string(),
-                    EVENTS.c.dagster_event_type == MATERIALIZATION,
-                ],
-                mark.event,
-                then_mark["event"],
-            )
+        executions = self._id_fingerprint(
+            conn,
+            EXECUTIONS,
+            [
+                EXECUTIONS.c.asset_key == key.asset_key.to_string(),
+                EXECUTIONS.c.check_name == key.name,
+            ],
+            mark.execution,
+            then_mark["execution"],
+        )
+        materializations = self._id_fingerprint(
+            conn,
+            EVENTS,
+            [
+                EVENTS.c.asset_key == key.asset_key.to_string(),
+                EVENTS.c.dagster_event_type == MATERIALIZATION,
+            ],
+            mark.event,
+            then_mark["event"],
+        )
         asset = asset_fingerprints[key.asset_key]
         return {
             "now": {
@@ -902,7 +914,12 @@ class CheckpointedCheckState:
         """Write each checkpoint whose fingerprints did not change while it was computed, and
         whose reads saw nothing above the mark; compare-and-set on the version."""
         asset_fingerprints = self._asset_fingerprints(assets)
-        after = self._read_anchors([mark.ids()])
+        with self.index_connection() as conn:  # type: ignore[attr-defined]
+            after = self._read_anchors(conn, [mark.ids()])
+            now = {
+                r.key: self._check_fingerprint(conn, r.key, mark, None, asset_fingerprints)["now"]
+                for r in requests
+            }
         statements = []
         for request in requests:
             if any(
@@ -912,8 +929,7 @@ class CheckpointedCheckState:
                 for info in infos.get(request.key, [])
             ):
                 continue  # it folded rows above the mark: the next request writes
-            now = self._check_fingerprint(request.key, mark, None, asset_fingerprints)["now"]
-            if now != request.fingerprint_before or _anchors_at(after, mark.ids()) != (
+            if now[request.key] != request.fingerprint_before or _anchors_at(after, mark.ids()) != (
                 request.result.anchors
             ):
                 continue  # a deletion (or a late commit) while it was computed
