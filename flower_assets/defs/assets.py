@@ -207,15 +207,15 @@ def content_version_tags(
     return tags
 
 
-def materialized(
+def dated_materializations(
     context: dg.AssetExecutionContext,
     key: dg.AssetKey,
-    result: dg.MaterializeResult,
+    run_metadata: dict[str, object],
     recorded: dict[date, dict[str, object]],
     versions: dict[date, str],
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """The run's result for one table, then each date once more, as its latest
-    materialization, with the data version of its content (`steps.versions`).
+) -> Iterator[dg.AssetMaterialization]:
+    """Each date of a table once more, as its latest materialization, with the data version of
+    its content (`steps.versions`), after the run's result.
 
     A data version on a `MaterializeResult` would apply to every date of a ranged run, and the
     one Dagster computes depends on the run's range: a single-date run of an unchanged date (the
@@ -224,7 +224,6 @@ def materialized(
     the run's range or asset selection; a real change still gives it a new one. Its provenance
     points at each input's latest materialization of the same date, as Dagster's would.
     """
-    yield result
     spec = context.assets_def.get_asset_spec(key)
     partitions = [day.isoformat() for day in recorded]
     inputs = {
@@ -236,7 +235,7 @@ def materialized(
         yield dg.AssetMaterialization(
             asset_key=key,
             partition=partition,
-            metadata={**(result.metadata or {}), **metadata},
+            metadata={**run_metadata, **metadata},
             tags=content_version_tags(
                 spec.code_version or CODE_VERSION,
                 versions[day],
@@ -354,14 +353,18 @@ def flower_auction(
             FLOWERS: {"varieties_in_master": wh.row_count(FLOWERS)},
             BIDDING: {},
         }
-    # In the order of the tables' dependencies: each date's provenance points at its inputs'
+    results = {
+        table: {"run_auction_dates": dates_label(days), **run_metadata[table]} for table in selected
+    }
+    # Dagster's results first: it reads each table's latest materialization as the provenance of
+    # the next table's result, which must be its own of this step. Then each date's own, in the
+    # order of the tables' dependencies: a date's provenance points at its inputs'
     # materializations of the same date, recorded just before.
-    for table in selected:
+    for table, metadata in results.items():
+        yield dg.MaterializeResult(asset_key=table.name, metadata=metadata)
+    for table, metadata in results.items():
         key = dg.AssetKey(table.name)
-        result = dg.MaterializeResult(
-            asset_key=key, metadata={"run_auction_dates": dates_label(days), **run_metadata[table]}
-        )
-        yield from materialized(context, key, result, recorded[table], versions[table])
+        yield from dated_materializations(context, key, metadata, recorded[table], versions[table])
 
 
 flower_auction_assets = [flower_auction]

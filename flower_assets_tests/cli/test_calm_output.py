@@ -73,8 +73,11 @@ def test_dagsters_step_lines_go_to_a_log_file_unless_verbose(tmp_path, home):
     logged = path.read_text()
     # The steps' lines, e.g. the raw step's line of each date.
     assert len(DAGSTER_LINE.findall(logged)) >= 3, logged[:2000]
-    assert " - public_bidding_flowers - 2024-05-10: " in logged, logged[:2000]
+    assert " - flower_auction - 2024-05-10: " in logged, logged[:2000]
     assert "\x1b[" not in logged  # no terminal colours in a file
+    # No warning that is not real: sample mode is the only one of a sample run.
+    warnings = [line for line in logged.splitlines() if " - WARNING - " in line]
+    assert all("Sample mode" in line for line in warnings), warnings
     # Each run's line: its id, dates, outcome, time taken, dates done of the total.
     line = next(line for line in done.stdout.splitlines() if line.startswith("Run 1/1 "))
     assert re.fullmatch(
@@ -90,7 +93,7 @@ def test_dagsters_step_lines_go_to_a_log_file_unless_verbose(tmp_path, home):
     # --verbose: Dagster's lines on the terminal (stderr), no log file.
     verbose = cli(tmp_path, home, "--from", "2024-05-10", "--to", "2024-05-10", "--verbose")
     assert verbose.returncode == 0, verbose.stderr[-3000:]
-    assert " - public_bidding_flowers - 2024-05-10: " in verbose.stderr, verbose.stderr[-2000:]
+    assert " - flower_auction - 2024-05-10: " in verbose.stderr, verbose.stderr[-2000:]
     assert "Dagster's log of the runs" not in verbose.stdout
     assert len(list(log.iterdir())) == 1
     # The same answers again: nothing rewritten.
