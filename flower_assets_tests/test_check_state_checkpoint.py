@@ -9,8 +9,11 @@ The private Dagster names it relies on are pinned at the end.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import multiprocessing
 import random
+import shutil
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -24,6 +27,7 @@ from flower_assets import check_state_checkpoint as checkpoint_module
 from flower_assets.check_state_checkpoint import CHECKPOINTS, CheckpointedCheckState
 
 from .check_state_history import HistoryWriter
+from .conftest import REPO
 
 SEEDS_PER_BACKEND = 16
 STEPS = 24
@@ -581,3 +585,399 @@ def _stored_versions(instance: dg.DagsterInstance, asset: dg.AssetKey) -> list[i
                 sa.select(CHECKPOINTS.c.version).where(CHECKPOINTS.c.asset_key == asset.to_string())
             )
         ]
+
+
+# ---- what the checkpoint relies on ------------------------------------------------------------
+
+
+def test_a_checkpoint_of_another_format_or_dagster_version_is_rebuilt(overrides, tmp_path) -> None:
+    definition = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-02-01")
+    asset = dg.AssetKey(["versions", uuid.uuid4().hex[:8]])
+    check = dg.AssetCheckKey(asset, "rows")
+    keys = [(check, definition)]
+    (instance,) = open_instances(tmp_path, overrides, count=1)
+    try:
+        writer = HistoryWriter(instance)
+        writer.ranged_run(asset, [check], definition, definition.get_partition_keys()[:10])
+        storage = instance.event_log_storage
+        storage.get_asset_check_state(keys)
+        for body in ('{"dagster": "0.0.1"}', "not json"):
+            with storage.index_connection() as conn:
+                conn.execute(CHECKPOINTS.update().values(body=body))
+            writer.ranged_run(asset, [check], definition, definition.get_partition_keys()[10:12])
+            assert_same_states(
+                dict(storage.get_asset_check_state(keys)),
+                dagsters_state(instance, keys),
+                f"after the stored body became {body!r}",
+            )
+        assert storage.checkpoint_stats["rebuilt: other definition or version"] == 2
+        # A check's checkpoint under another partitions definition is rebuilt too, once.
+        longer = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
+        for _ in range(2):
+            assert_same_states(
+                dict(storage.get_asset_check_state([(check, longer)])),
+                dagsters_state(instance, [(check, longer)]),
+                "under a longer definition",
+            )
+        assert storage.checkpoint_stats["rebuilt: other definition or version"] == 3
+    finally:
+        instance.dispose()
+
+
+def test_deleted_tail_events_whose_ids_come_back_rebuild(tmp_path) -> None:
+    """SQLite gives the ids of deleted rows at the end of a table to the next rows: a run
+    deleted and run again can take the very ids the checkpoint counted."""
+    overrides = sqlite_overrides(tmp_path)
+    definition = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-02-01")
+    asset = dg.AssetKey(["reused", uuid.uuid4().hex[:8]])
+    check = dg.AssetCheckKey(asset, "rows")
+    keys = [(check, definition)]
+    dates = definition.get_partition_keys()
+    (instance,) = open_instances(tmp_path, overrides, count=1)
+    try:
+        writer = HistoryWriter(instance)
+        storage = instance.event_log_storage
+        writer.ranged_run(asset, [check], definition, dates[:5])
+        last = writer.ranged_run(
+            asset, [check], definition, dates[5:8], failed={("rows", dates[6])}
+        )
+        storage.get_asset_check_state(keys)
+        highest = storage.get_maximum_record_id()
+        instance.delete_run(last)
+        writer.ranged_run(asset, [check], definition, dates[5:8])  # passes this time
+        assert storage.get_maximum_record_id() == highest  # the same ids again
+        assert_same_states(
+            dict(storage.get_asset_check_state(keys)),
+            dagsters_state(instance, keys),
+            "after a tail run was deleted and run again",
+        )
+        rebuilt = {k: v for k, v in storage.checkpoint_stats.items() if k.startswith("rebuilt:")}
+        assert "rebuilt: ids reused" in rebuilt, rebuilt
+    finally:
+        instance.dispose()
+
+
+def test_dagsters_incremental_update_does_not_fold_a_stored_state() -> None:
+    """Why the checkpoint replaces each changed date instead of handing a stored state to
+    Dagster (`get_checkpointed_asset_check_state` + `bulk_update_asset_check_state`): Dagster's
+    `with_updates` adds a date's new status without removing its old one. A date planned, then
+    evaluated: folded from a stored state it is both in progress and succeeded. If Dagster makes
+    this an exact fold one day, this test fails, and the checkpoint could store Dagster's state."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+        AssetCheckPartitionInfo,
+    )
+    from dagster._core.storage.asset_check_state import AssetCheckState
+
+    definition = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-02-01")
+    key = dg.AssetCheckKey(dg.AssetKey("a"), "rows")
+
+    def record(status, event_id):
+        return AssetCheckPartitionInfo(
+            check_key=key,
+            partition_key="2024-01-05",
+            latest_execution_status=status,
+            latest_planned_run_id="run",
+            latest_check_event_storage_id=event_id,
+            latest_materialization_storage_id=None,
+            latest_target_materialization_storage_id=None,
+        )
+
+    planned = AssetCheckState.empty().with_updates(
+        key, definition, [record(AssetCheckExecutionRecordStatus.PLANNED, 1)], {}
+    )
+    evaluated = record(AssetCheckExecutionRecordStatus.SUCCEEDED, 2)
+    folded = planned.with_updates(key, definition, [evaluated], {})
+    from_scratch = AssetCheckState.empty().with_updates(key, definition, [evaluated], {})
+    status = checkpoint_module.Status
+    assert list(from_scratch.subsets[status.IN_PROGRESS].value.get_partition_keys()) == []
+    assert list(folded.subsets[status.IN_PROGRESS].value.get_partition_keys()) == ["2024-01-05"]
+    assert list(folded.subsets[status.SUCCEEDED].value.get_partition_keys()) == ["2024-01-05"]
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
+
+
+# Dagster code whose behaviour the checkpoint reproduces or relies on, read in 1.13.27. A change
+# fails here: re-read it against docs/check-state-checkpoint.md ("What it relies on"), run the
+# property tests, then update the digest.
+DAGSTER_SOURCES = {
+    # The state itself: per date, the latest record; planned dates resolved by run status.
+    ("dagster._core.storage.asset_check_state", None): "0e13988d91224e30",
+    # Records: latest execution and latest materialization per date (unpartitioned one included).
+    ("SqlEventLogStorage", "get_asset_check_partition_info"): "5a902afc11ce8f23",
+    ("SqlEventLogStorage", "_get_asset_check_partition_info_for_key"): "3a6e24b531ccc55e",
+    ("SqlEventLogStorage", "_latest_event_ids_by_partition_subquery"): "254ea79e7d041f2a",
+    (
+        "EventLogStorage",
+        "_get_latest_unpartitioned_materialization_storage_ids",
+    ): "ba4a62217da3c3f6",
+    # Writes: the event row (asset key, partition) first, then its execution row: inserted
+    # (planned, runless, unplanned) or updated in place by run, check and partition.
+    ("SqlEventLogStorage", "store_event"): "391ced414e9bfecb",
+    ("SqlEventLogStorage", "store_asset_check_event"): "6d148295fa69bb45",
+    ("SqlEventLogStorage", "_store_asset_check_evaluation_planned"): "bbecef7ab5ce9d01",
+    ("SqlEventLogStorage", "_store_runless_asset_check_evaluation"): "6f98e740f38ae735",
+    ("SqlEventLogStorage", "_update_asset_check_evaluation"): "961fd6041447b07a",
+    ("PostgresEventLogStorage", "store_event"): "4a2e37e5871bf2c8",
+    # Deletions, all caught by the fingerprints (and wipe clears the checkpoints).
+    ("SqlEventLogStorage", "wipe_asset"): "1805a043773464be",
+    ("SqlEventLogStorage", "wipe_asset_partitions"): "a3fab7467b64ca31",
+    ("SqlEventLogStorage", "delete_events"): "a14c58828a905817",
+    ("SqlEventLogStorage", "delete_events_for_run"): "63bcf3634eaf0824",
+    ("SqlEventLogStorage", "wipe"): "bcc2303e63d1b2fe",
+    # The entry point the loader calls, and the hook it does not use.
+    ("EventLogStorage", "get_asset_check_state"): "534972316a0767b4",
+    ("EventLogStorage", "get_checkpointed_asset_check_state"): "28184740283cc99a",
+    # The PostgreSQL class: built by name in from_config_value (hence the override), its init.
+    ("PostgresEventLogStorage", "from_config_value"): "c2785eb9f98f6f96",
+    ("PostgresEventLogStorage", "__init__"): "647dff00b58c1222",
+}
+
+
+def test_the_private_dagster_names_the_checkpoint_relies_on_are_still_there() -> None:
+    import importlib
+
+    from dagster._core.asset_graph_view.serializable_entity_subset import (
+        SerializableEntitySubset,
+    )
+    from dagster._core.definitions.partitions.definition import (
+        StaticPartitionsDefinition,
+        TimeWindowPartitionsDefinition,
+    )
+    from dagster._core.definitions.partitions.snap.snap import PartitionsSnap
+    from dagster._core.definitions.partitions.subset import (
+        PartitionsSubset,
+        TimeWindowPartitionsSubset,
+    )
+    from dagster._core.definitions.partitions.utils.time_window import TimeWindow
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+        AssetCheckExecutionResolvedStatus,
+        AssetCheckPartitionInfo,
+    )
+    from dagster._core.storage.asset_check_state import AssetCheckState
+    from dagster._core.storage.dagster_run import (
+        FINISHED_STATUSES,
+        NOT_FINISHED_STATUSES,
+        RunsFilter,
+    )
+    from dagster._core.storage.event_log.base import EventLogStorage
+    from dagster._core.storage.event_log.schema import (
+        AssetCheckExecutionsTable,
+        AssetKeyTable,
+        SqlEventLogStorageTable,
+    )
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import (
+        ConsolidatedSqliteEventLogStorage,
+    )
+    from dagster_postgres.event_log import PostgresEventLogStorage
+    from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+    from flower_assets.instance_storage import PooledSqliteEventLogStorage
+    from flower_assets.instance_storage_postgres import CheckpointedPostgresEventLogStorage
+
+    # The classes: the mixin first, so that its get_asset_check_state is the one called.
+    assert PooledSqliteEventLogStorage.__mro__[1:3] == (
+        CheckpointedCheckState,
+        ConsolidatedSqliteEventLogStorage,
+    )
+    assert CheckpointedPostgresEventLogStorage.__bases__ == (
+        CheckpointedCheckState,
+        PostgresEventLogStorage,
+    )
+    assert issubclass(ConsolidatedSqliteEventLogStorage, SqlEventLogStorage)
+    assert issubclass(PostgresEventLogStorage, SqlEventLogStorage)
+    # The UI reaches the state through the storage's get_asset_check_state (the loader).
+    assert "event_log_storage.get_asset_check_state(keys)" in inspect.getsource(
+        AssetCheckState._blocking_batch_load
+    )
+    # Storage methods and their signatures, as called or overridden.
+    signatures = {
+        "get_asset_check_state": ["self", "keys"],
+        "get_checkpointed_asset_check_state": ["self", "keys"],
+        "get_asset_check_partition_info": ["self", "keys", "after_storage_id", "partition_keys"],
+        "_get_latest_unpartitioned_materialization_storage_ids": ["self", "keys"],
+        "wipe": ["self"],
+        "wipe_asset": ["self", "asset_key"],
+        "wipe_asset_partitions": ["self", "asset_key", "partition_keys"],
+        "get_maximum_record_id": ["self"],
+    }
+    for name, parameters in signatures.items():
+        method = getattr(SqlEventLogStorage, name, None) or getattr(EventLogStorage, name)
+        assert list(inspect.signature(method).parameters) == parameters, name
+    for cls in (ConsolidatedSqliteEventLogStorage, PostgresEventLogStorage):
+        assert list(inspect.signature(cls.index_connection).parameters) == ["self"]
+        assert list(inspect.signature(cls.has_table).parameters) == ["self", "table_name"]
+    assert list(inspect.signature(PostgresEventLogStorage.__init__).parameters) == [
+        "self",
+        "postgres_url",
+        "should_autocreate_tables",
+        "inst_data",
+        "token_provider",
+    ]
+    assert callable(pg_url_from_config) and callable(get_token_provider_from_config)
+    # The tables and columns the probes and fingerprints read, and the indexes they use.
+    columns = {
+        SqlEventLogStorageTable: {
+            "id", "run_id", "dagster_event_type", "timestamp", "asset_key", "partition"
+        },
+        AssetCheckExecutionsTable: {
+            "id", "asset_key", "check_name", "partition", "run_id", "execution_status",
+            "evaluation_event_storage_id", "materialization_event_storage_id",
+        },
+        AssetKeyTable: {"asset_key", "asset_details", "last_materialization"},
+    }  # fmt: skip
+    for table, names in columns.items():
+        assert names <= set(table.c.keys()), table.name
+    indexes = {index.name for t in columns for index in t.indexes}
+    assert {"idx_events_by_asset", "idx_event_type", "idx_asset_check_executions_unique"} <= indexes
+    # The records and the state.
+    assert set(AssetCheckPartitionInfo.__annotations__) == {
+        "check_key",
+        "partition_key",
+        "latest_execution_status",
+        "latest_planned_run_id",
+        "latest_check_event_storage_id",
+        "latest_materialization_storage_id",
+        "latest_target_materialization_storage_id",
+    }
+    assert isinstance(AssetCheckPartitionInfo.is_current, property)
+    assert set(AssetCheckState.__annotations__) >= {
+        "latest_storage_id",
+        "subsets",
+        "in_progress_runs",
+    }
+    assert {s.name for s in AssetCheckExecutionRecordStatus} == {"PLANNED", "SUCCEEDED", "FAILED"}
+    assert {s.name for s in AssetCheckExecutionResolvedStatus} == {
+        "IN_PROGRESS",
+        "SUCCEEDED",
+        "FAILED",
+        "EXECUTION_FAILED",
+        "SKIPPED",
+    }
+    assert set(FINISHED_STATUSES) == {
+        dg.DagsterRunStatus.SUCCESS,
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    }
+    assert set(FINISHED_STATUSES) | set(NOT_FINISHED_STATUSES) >= set(dg.DagsterRunStatus) - {
+        dg.DagsterRunStatus.MANAGED
+    }
+    assert {"run_ids", "statuses"} <= set(inspect.signature(RunsFilter).parameters)
+    assert list(inspect.signature(SerializableEntitySubset).parameters) == ["key", "value"]
+    # Partitions: subsets built from windows, stored with Dagster's serdes, rebound on load.
+    assert list(inspect.signature(TimeWindowPartitionsSubset.__new__).parameters)[1:] == [
+        "partitions_def",
+        "num_partitions",
+        "included_time_windows",
+    ]
+    for name in ("with_partitions_def", "to_serializable_subset", "get_partition_keys"):
+        assert callable(getattr(TimeWindowPartitionsSubset, name)), name
+    assert issubclass(TimeWindowPartitionsSubset, PartitionsSubset)
+    assert list(inspect.signature(TimeWindow).parameters) == ["start", "end"]
+    for name in (
+        "has_partition_key",
+        "get_partition_keys",
+        "subset_with_partition_keys",
+        "time_window_for_partition_key",
+        "get_last_partition_window",
+        "empty_subset",
+    ):
+        assert callable(getattr(TimeWindowPartitionsDefinition, name)), name
+    assert "exclusions" in dir(TimeWindowPartitionsDefinition)
+    assert callable(StaticPartitionsDefinition.subset_with_partition_keys)
+    assert callable(PartitionsSnap.from_def)
+    for name in (
+        "ASSET_CHECK_EVALUATION",
+        "ASSET_CHECK_EVALUATION_PLANNED",
+        "ASSET_MATERIALIZATION",
+    ):
+        assert hasattr(dg.DagsterEventType, name)
+    # The code read for 1.13.27 is unchanged.
+    holders = {
+        "SqlEventLogStorage": SqlEventLogStorage,
+        "EventLogStorage": EventLogStorage,
+        "PostgresEventLogStorage": PostgresEventLogStorage,
+    }
+    changed = {}
+    for (holder, name), digest in DAGSTER_SOURCES.items():
+        obj = (
+            importlib.import_module(holder)
+            if name is None
+            else vars(holders[holder]).get(name) or getattr(holders[holder], name)
+        )
+        if _digest(obj) != digest:
+            changed[f"{holder}.{name}" if name else holder] = _digest(obj)
+    assert not changed, (
+        f"Dagster {dg.__version__} changed code the check state checkpoint relies on "
+        f"(read in 1.13.27): {changed}. Re-read it against docs/check-state-checkpoint.md."
+    )
+
+
+def test_the_test_histories_use_these_dagster_classes() -> None:
+    """check_state_history.py builds event payloads with three classes outside the public API,
+    and the tests compare with Dagster's own full computation."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationPlanned,
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+    from dagster._core.events import StepMaterializationData
+    from dagster._core.storage.asset_check_state import bulk_update_asset_check_state
+
+    assert {"asset_key", "check_name", "partitions_subset"} <= set(
+        AssetCheckEvaluationPlanned.__annotations__
+    )
+    assert {"storage_id", "run_id", "timestamp"} <= set(
+        AssetCheckEvaluationTargetMaterializationData.__annotations__
+    )
+    assert "materialization" in inspect.signature(StepMaterializationData).parameters
+    assert list(inspect.signature(bulk_update_asset_check_state).parameters) == [
+        "instance",
+        "keys",
+        "initial_states",
+    ]
+
+
+def test_both_instance_configs_select_the_checkpointed_event_logs() -> None:
+    """The repo's dagster.yaml (SQLite) and deploy/postgres/dagster.yaml name the classes; run
+    and schedule storage stay Dagster's own for PostgreSQL."""
+    import yaml
+
+    sqlite = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    postgres = yaml.safe_load((REPO / "deploy" / "postgres" / "dagster.yaml").read_text())
+    assert sqlite["event_log_storage"]["module"] == "flower_assets.instance_storage"
+    assert sqlite["event_log_storage"]["class"] == "PooledSqliteEventLogStorage"
+    assert "storage" not in postgres
+    assert postgres["event_log_storage"]["module"] == "flower_assets.instance_storage_postgres"
+    assert postgres["event_log_storage"]["class"] == "CheckpointedPostgresEventLogStorage"
+    assert postgres["run_storage"]["module"] == "dagster_postgres.run_storage"
+    assert postgres["run_storage"]["class"] == "PostgresRunStorage"
+    assert postgres["schedule_storage"]["module"] == "dagster_postgres.schedule_storage"
+    assert postgres["schedule_storage"]["class"] == "PostgresScheduleStorage"
+    url = {"env": "DAGSTER_PG_URL"}
+    for name in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert postgres[name]["config"] == {"postgres_url": url}, name
+
+
+def test_the_postgres_yaml_opens_the_checkpointed_event_log(
+    tmp_path, monkeypatch, dagster_postgres_url
+) -> None:
+    shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", tmp_path / "dagster.yaml")
+    url = dagster_postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_PG_URL", url)
+    with dg.DagsterInstance.get() as instance:
+        from dagster_postgres.run_storage import PostgresRunStorage
+        from dagster_postgres.schedule_storage import PostgresScheduleStorage
+
+        from flower_assets.instance_storage_postgres import CheckpointedPostgresEventLogStorage
+
+        assert type(instance.event_log_storage) is CheckpointedPostgresEventLogStorage
+        assert type(instance.run_storage) is PostgresRunStorage
+        assert type(instance.schedule_storage) is PostgresScheduleStorage
+        # A run worker opens the instance from its ref: the same classes.
+        with dg.DagsterInstance.from_ref(instance.get_ref()) as again:
+            assert type(again.event_log_storage) is CheckpointedPostgresEventLogStorage
