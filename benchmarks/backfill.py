@@ -1,6 +1,7 @@
 """Backfill speed: a reproducible benchmark (issue 5).
 
     uv run python benchmarks/backfill.py --days 366 --warehouse sqlite|postgres [--volume K]
+        [--instance sqlite|postgres]
 
 What it does, in one process run:
 
@@ -38,6 +39,13 @@ What it does, in one process run:
 
 The last line printed is one JSON object (see `main`).
 
+`--instance` chooses the Dagster instance of every run (the warehouse is `--warehouse`'s):
+`sqlite` (default) is the repo's dagster.yaml, SQLite files in a fresh home; `postgres` is
+`deploy/postgres/dagster.yaml`, with DAGSTER_PG_URL naming a throw-away database per instance on
+the server of `--postgres-url` (`flower_bench_<hex>_dagster_<home>`), dropped at the end.
+Dagster settings of the run processes pass through from this process's environment, e.g.
+`DAGSTER_EVENT_BATCH_SIZE=N` (Dagster's event batching, reported as `event_batch_size`).
+
 Volumes (rows per auction day per category), measured over 2024 at volume 1:
 cut flowers (절화) ~2.7k rows (1.8k-3.6k) on Mon/Wed/Fri, foliage (관엽) ~250 on Tue/Thu,
 orchids (난) ~153 on Tue/Fri, spring orchids (춘란) ~10 (6-17) on the second Friday of a month;
@@ -56,6 +64,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -208,6 +217,23 @@ def warehouses(
         admin.close()
 
 
+@contextmanager
+def instance_databases(
+    kind: str, workdir: Path, postgres_admin_url: str, names: list[str]
+) -> Iterator[dict[str, dict[str, str]]]:
+    """Per instance name, the environment its yaml reads: nothing for SQLite; for PostgreSQL,
+    DAGSTER_PG_URL naming a throw-away database of its own (psycopg2, as the yaml requires)."""
+    if kind == "sqlite":
+        yield {name: {} for name in names}
+        return
+    with warehouses(kind, workdir, postgres_admin_url, [f"dagster_{n}" for n in names]) as urls:
+        psycopg2_urls = {
+            name: re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg2://", url)
+            for name, url in urls.items()
+        }
+        yield {name: {"DAGSTER_PG_URL": psycopg2_urls[f"dagster_{name}"]} for name in names}
+
+
 def raw_row_count(url: str) -> int:
     with Warehouse.open(url) as warehouse, warehouse.transaction() as cursor:
         cursor.execute(f"SELECT count(*) FROM {RAW.name}")
@@ -231,10 +257,23 @@ EVENT_LOGS: dict[str, dict[str, str] | None] = {
 }
 
 
-def dagster_home(workdir: Path, name: str, event_log: str = "repo") -> Path:
-    """A fresh instance configured as the repo's dagster.yaml, the embedded default."""
+# The instance config each --instance copies into a fresh home.
+INSTANCE_YAMLS = {
+    "sqlite": HERE.parent / "dagster.yaml",
+    "postgres": HERE.parent / "deploy/postgres/dagster.yaml",
+}
+
+
+def dagster_home(
+    workdir: Path, name: str, event_log: str = "repo", instance: str = "sqlite"
+) -> Path:
+    """A fresh instance configured as the repo's dagster.yaml, the embedded default, or as
+    deploy/postgres/dagster.yaml (its database in $DAGSTER_PG_URL, see `instance_databases`)."""
     home = workdir / name
     home.mkdir()
+    if instance == "postgres":
+        shutil.copy(INSTANCE_YAMLS["postgres"], home / "dagster.yaml")
+        return home
     config = (HERE.parent / "dagster.yaml").read_text().replace(".dagster_home", str(home))
     if event_log != "repo":
         settings = yaml.safe_load(config)
@@ -482,6 +521,13 @@ def main() -> int:
         "subclass, Dagster's stock consolidated SQLite log, or its default per-run SQLite log",
     )
     parser.add_argument(
+        "--instance",
+        choices=sorted(INSTANCE_YAMLS),
+        default="sqlite",
+        help="the Dagster instance: the repo's dagster.yaml (SQLite) or "
+        "deploy/postgres/dagster.yaml on throw-away databases of --postgres-url",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="write cProfile stats of the backfill process here (slows it; for diagnosis only)",
@@ -492,6 +538,8 @@ def main() -> int:
         help="admin URL of the server on which throw-away databases are created and dropped",
     )
     args = parser.parse_args()
+    if args.instance == "postgres" and args.event_log != "repo":
+        parser.error("--event-log chooses a SQLite event log: not with --instance postgres")
     days = day_range(args.start, args.days)
 
     def say(message: str) -> None:
@@ -519,11 +567,16 @@ def main() -> int:
             warehouses(
                 args.warehouse, workdir, args.postgres_url, ["backfill", "limit", *EXECUTORS]
             ) as urls,
+            instance_databases(
+                args.instance, workdir, args.postgres_url, ["home", *EXECUTORS]
+            ) as instance_env,
         ):
             say(f"backfilling {days[0]}..{days[-1]} into {args.warehouse} through Dagster …")
-            env = platform_env(
-                server.url, urls["backfill"], days[0], dagster_home(workdir, "home", args.event_log)
-            )
+            home = dagster_home(workdir, "home", args.event_log, args.instance)
+            env = {
+                **platform_env(server.url, urls["backfill"], days[0], home),
+                **instance_env["home"],
+            }
             result = backfill(days, env, workdir, args.profile, args.prototype)
             api_calls = len(server.requests)
             # Other work on the machine slows every wall time here; this says how much there was.
@@ -542,12 +595,15 @@ def main() -> int:
             for executor in EXECUTORS:
                 say(f"one run per partition, {executor} executor, on {[str(d) for d in sample]} …")
                 calls_before = len(server.requests)
-                reference_env = platform_env(
-                    server.url,
-                    urls[executor],
-                    days[0],
-                    dagster_home(workdir, f"{executor}_home", args.event_log),
-                )
+                reference_env = {
+                    **platform_env(
+                        server.url,
+                        urls[executor],
+                        days[0],
+                        dagster_home(workdir, f"{executor}_home", args.event_log, args.instance),
+                    ),
+                    **instance_env[executor],
+                }
                 walls[executor] = per_partition_runs(sample, reference_env, workdir, executor)
                 reference_calls[executor] = len(server.requests) - calls_before
                 say(f"  {[round(w, 1) for w in walls[executor]]} s")
@@ -588,6 +644,8 @@ def main() -> int:
                 "volume": args.volume,
                 "prototypes": args.prototype,
                 "event_log": args.event_log,
+                "instance": args.instance,
+                "event_batch_size": os.environ.get("DAGSTER_EVENT_BATCH_SIZE"),
                 "start": days[0].isoformat(),
                 "partitions": len(days),
                 "runs": len(result.runs),
