@@ -63,7 +63,14 @@ def test_the_private_dagster_names_it_relies_on_are_still_there(instance) -> Non
     # The import: the class path is the one Dagster documents for dagster.yaml.
     from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
 
-    assert PooledSqliteEventLogStorage.__bases__ == (ConsolidatedSqliteEventLogStorage,)
+    # With the asset check state checkpoint mixed in first (test_check_state_checkpoint.py pins
+    # what that mixin relies on).
+    from flower_assets.check_state_checkpoint import CheckpointedCheckState
+
+    assert PooledSqliteEventLogStorage.__bases__ == (
+        CheckpointedCheckState,
+        ConsolidatedSqliteEventLogStorage,
+    )
     # `_connect`: Dagster's consolidated log opens every connection through it (run_connection,
     # index_connection); the override replaces the engine it builds per statement.
     assert callable(vars(ConsolidatedSqliteEventLogStorage).get("_connect"))
