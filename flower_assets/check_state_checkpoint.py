@@ -445,9 +445,12 @@ class CheckpointedCheckState:
             raise Unsure("partition loading context earlier than the checkpoint's")
         with self.index_connection() as conn:  # type: ignore[attr-defined]
             anchors = self._read_anchors(conn, [mark.ids()] + [b.mark for b in bases.values() if b])
+            fingerprints = self._fingerprints(
+                conn, {key: bases.get(key) for key in requests}, mark, asset_fingerprints
+            )
             for key, request in requests.items():
                 request.version = stored.get(key, (0, ""))[0]
-                self._validate(conn, request, bases.get(key), mark, anchors, asset_fingerprints)
+                self._validate(request, bases.get(key), mark, anchors, fingerprints[key])
             # Partitions changed since each checkpoint's `stable`. In-place updates (planned ->
             # evaluated, a step retry) are found through their runs: those open at the last
             # checkpoint or now, or that logged check events after `stable`. A run that finished
@@ -518,15 +521,13 @@ class CheckpointedCheckState:
 
     def _validate(
         self,
-        conn: sa.Connection,
         request: Request,
         base: Checkpoint | None,
         mark: Mark,
         anchors: Mapping[str, Mapping[int, list]],
-        asset_fingerprints: Mapping[AssetKey, list],
+        fingerprint: Mapping[str, dict],
     ) -> None:
         """Keep the stored checkpoint as the request's base, or rebuild (and say why)."""
-        fingerprint = self._check_fingerprint(conn, request.key, mark, base, asset_fingerprints)
         request.fingerprint_before = fingerprint["now"]
         if base is None:
             why = "new" if not request.version else "other definition or version"
@@ -633,63 +634,78 @@ class CheckpointedCheckState:
             )
         return {a: [unpartitioned.get(a), details.get(a.to_string())] for a in assets}
 
-    def _check_fingerprint(
+    def _fingerprints(
         self,
         conn: sa.Connection,
-        key: AssetCheckKey,
+        checks: Mapping[AssetCheckKey, Checkpoint | None],
         mark: Mark,
-        base: Checkpoint | None,
         asset_fingerprints: Mapping[AssetKey, list],
-    ) -> dict[str, dict]:
-        """Count and sum of the check's execution ids and of its asset's materialization ids at
-        or below the mark (`now`) and the checkpoint's mark (`then`): a deletion changes them."""
-        then_mark = base.mark if base is not None else mark.ids()
-        executions = self._id_fingerprint(
-            conn,
-            EXECUTIONS,
-            [
-                EXECUTIONS.c.asset_key == key.asset_key.to_string(),
-                EXECUTIONS.c.check_name == key.name,
-            ],
-            mark.execution,
-            then_mark["execution"],
-        )
-        materializations = self._id_fingerprint(
-            conn,
-            EVENTS,
-            [
-                EVENTS.c.asset_key == key.asset_key.to_string(),
-                EVENTS.c.dagster_event_type == MATERIALIZATION,
-            ],
-            mark.event,
-            then_mark["event"],
-        )
-        asset = asset_fingerprints[key.asset_key]
-        return {
-            "now": {
-                "executions": executions[0],
-                "materializations": materializations[0],
-                "asset": asset,
-            },
-            "then": {
-                "executions": executions[1],
-                "materializations": materializations[1],
-                "asset": asset,
-            },
-        }
+    ) -> dict[AssetCheckKey, dict[str, dict]]:
+        """Per check, count and sum of its execution ids and of its asset's materialization ids
+        at or below the mark (`now`) and at or below its checkpoint's mark (`then`): a deletion
+        changes them. One query for the executions and one for the materializations per asset
+        and stored mark (the checks of an asset are written together)."""
+        groups: dict[tuple[AssetKey, int, int], list[AssetCheckKey]] = defaultdict(list)
+        for key, base in checks.items():
+            then = base.mark if base is not None else mark.ids()
+            groups[(key.asset_key, then["event"], then["execution"])].append(key)
+        found: dict[AssetCheckKey, dict[str, dict]] = {}
+        for (asset, then_event, then_execution), keys in groups.items():
+            executions = self._id_fingerprint(
+                conn,
+                EXECUTIONS,
+                [
+                    EXECUTIONS.c.asset_key == asset.to_string(),
+                    EXECUTIONS.c.check_name.in_([key.name for key in keys]),
+                ],
+                mark.execution,
+                then_execution,
+                group_by=EXECUTIONS.c.check_name,
+            )
+            materializations = self._id_fingerprint(
+                conn,
+                EVENTS,
+                [
+                    EVENTS.c.asset_key == asset.to_string(),
+                    EVENTS.c.dagster_event_type == MATERIALIZATION,
+                ],
+                mark.event,
+                then_event,
+            )[None]
+            for key in keys:
+                now, then = executions.get(key.name, ([0, 0], [0, 0]))
+                found[key] = {
+                    "now": {
+                        "executions": now,
+                        "materializations": materializations[0],
+                        "asset": asset_fingerprints[asset],
+                    },
+                    "then": {
+                        "executions": then,
+                        "materializations": materializations[1],
+                        "asset": asset_fingerprints[asset],
+                    },
+                }
+        return found
 
     @staticmethod
-    def _id_fingerprint(conn, table, where, now: int, then: int) -> tuple[list, list]:
+    def _id_fingerprint(
+        conn, table, where, now: int, then: int, group_by=None
+    ) -> dict[object, tuple[list, list]]:
         below_then = sa.case((table.c.id <= then, 1), else_=0)
-        row = conn.execute(
-            sa.select(
-                sa.func.count(table.c.id).filter(table.c.id <= now),
-                sa.func.coalesce(sa.func.sum(table.c.id).filter(table.c.id <= now), 0),
-                sa.func.coalesce(sa.func.sum(below_then), 0),
-                sa.func.coalesce(sa.func.sum(table.c.id * below_then), 0),
-            ).where(*where, table.c.id <= max(now, then))
-        ).one()
-        return [int(row[0]), int(row[1])], [int(row[2]), int(row[3])]
+        aggregates = [
+            sa.func.count(table.c.id).filter(table.c.id <= now),
+            sa.func.coalesce(sa.func.sum(table.c.id).filter(table.c.id <= now), 0),
+            sa.func.coalesce(sa.func.sum(below_then), 0),
+            sa.func.coalesce(sa.func.sum(table.c.id * below_then), 0),
+        ]
+        query = sa.select(*aggregates).where(*where, table.c.id <= max(now, then))
+        if group_by is not None:
+            query = sa.select(group_by, *aggregates).where(*where, table.c.id <= max(now, then))
+            rows = conn.execute(query.group_by(group_by)).all()
+        else:
+            rows = [(None, *conn.execute(query).one())]
+        return {row[0]: ([int(row[1]), int(row[2])], [int(row[3]), int(row[4])]) for row in rows}
 
     def _new_execution_rows(
         self, conn, folds: list[Request], lowest: Mark, mark: Mark
@@ -916,10 +932,10 @@ class CheckpointedCheckState:
         asset_fingerprints = self._asset_fingerprints(assets)
         with self.index_connection() as conn:  # type: ignore[attr-defined]
             after = self._read_anchors(conn, [mark.ids()])
-            now = {
-                r.key: self._check_fingerprint(conn, r.key, mark, None, asset_fingerprints)["now"]
-                for r in requests
-            }
+            fingerprints = self._fingerprints(
+                conn, {r.key: None for r in requests}, mark, asset_fingerprints
+            )
+            now = {key: fingerprint["now"] for key, fingerprint in fingerprints.items()}
         statements = []
         for request in requests:
             if any(
