@@ -213,6 +213,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3250)
     parser.add_argument("--checks", type=int, default=6)
     parser.add_argument("--pg-url", help="a PostgreSQL server: a database is created and dropped")
+    parser.add_argument(
+        "--pg-database",
+        help="with --pg-url: use (and keep) this database; the history is written if it is new",
+    )
     parser.add_argument("--home", type=Path, help="time an existing SQLite instance home")
     parser.add_argument("--copy", action="store_true", help="with --home: time a copy of it")
     args = parser.parse_args()
@@ -233,16 +237,22 @@ def main() -> None:
             asset = checks[0].asset_key
             instance.dispose()
             now = datetime.now()
-            result.update(backend="sqlite", source=str(args.home), checks=len(checks))
+            result.update(backend="sqlite", source=str(args.home), checks=len(checks), days=None)
         else:
+            fresh = True
             if args.pg_url:
                 import psycopg2
 
-                database = f"check_state_{uuid.uuid4().hex[:8]}"
                 admin = psycopg2.connect(args.pg_url)
                 admin.autocommit = True
-                admin.cursor().execute(f"CREATE DATABASE {database}")
-                overrides = postgres_overrides(args.pg_url.rsplit("/", 1)[0] + "/" + database)
+                name = args.pg_database or f"check_state_{uuid.uuid4().hex[:8]}"
+                cursor = admin.cursor()
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                fresh = cursor.fetchone() is None
+                if fresh:
+                    cursor.execute(f"CREATE DATABASE {name}")
+                database = None if args.pg_database else name  # dropped at the end
+                overrides = postgres_overrides(args.pg_url.rsplit("/", 1)[0] + "/" + name)
                 result["backend"] = "postgresql"
             else:
                 overrides = sqlite_overrides(work)
@@ -252,12 +262,12 @@ def main() -> None:
             checks = [dg.AssetCheckKey(asset, f"check_{i}") for i in range(args.checks)]
             dates = definition.get_partition_keys()[: args.days]
             now = datetime.fromisoformat(dates[-1]) + timedelta(days=1, hours=12)
-            instance = open_instance(home, overrides)
-            with dg.partition_loading_context(effective_dt=now):
-                result["write_s"] = round(
-                    write_history(instance, definition, asset, checks, args.days), 1
-                )
-            instance.dispose()
+            if fresh:
+                instance = open_instance(home, overrides)
+                with dg.partition_loading_context(effective_dt=now):
+                    written = write_history(instance, definition, asset, checks, args.days)
+                result["write_s"] = round(written, 1)
+                instance.dispose()
         keys = [(check, definition) for check in checks]
 
         def more(instance, count: int) -> None:
@@ -273,7 +283,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     timings = result["timings"]
-    print(f"\n{result['backend']}, {args.days} dates, {len(keys)} checks")
+    dates = f"{result['days']} dates" if result["days"] else str(args.home)
+    print(f"\n{result['backend']}, {dates}, {len(keys)} checks")
     print(f"{'':20} {'all checks s':>13} {'per check s':>12}  equal to Dagster")
     for name, row in timings.items():
         if name == "stats":
