@@ -1,4 +1,5 @@
-"""The embedded instance's event log: Dagster's consolidated SQLite log, made cheap per event.
+"""The embedded instance's event log: Dagster's consolidated SQLite log, made cheap per event
+and per UI request.
 
 A backfill records some twenty events per auction date (materializations and per-date check
 results), so the cost of storing one event sets the pace of history loads. Dagster's own
@@ -28,6 +29,25 @@ Run and schedule storages are Dagster's own, in Dagster's default places; the su
 add the lock. Under it each storage is also checked for the damage a race left before this lock
 existed (`InstanceDamaged`, a one-line message with the repair command).
 
+Batches in one transaction. With `DAGSTER_EVENT_BATCH_SIZE` set in a run's process, Dagster
+hands some events to `store_event_batch` together: a run's planned events (one per asset and
+date, one per check) and the materializations of a ranged output (one per date). Dagster's SQL
+base class stores them one by one; `store_event_batch` here writes a batch as dagster-postgres
+does (one multi-row insert into event_logs, the asset tags in one statement, the asset_keys row
+once per asset and event type) and in one transaction, with the same rows as storing them one
+by one (`flower_assets_tests/test_event_batch.py` compares every table). Where the variable is
+set: `flower_assets/settings.py`, `event_batching`.
+
+Asset check states, checkpointed. The UI's Checks tab asks the event log for each partitioned
+check's `AssetCheckState`; Dagster's open-source storages rebuild it from every date's record on
+every request (~6 s for the checks page at full history). The event log class here mixes in
+`CheckpointedCheckState` (flower_assets/check_state_checkpoint.py): a checkpoint of each check's
+state in `event_log.db` itself, table `flower_asset_check_state`, to which a request folds in
+only the dates that changed, and which is rebuilt whenever what it was computed from changed.
+The PostgreSQL event log gets the same mixin (flower_assets/instance_storage_postgres.py). Design
+and numbers: docs/check-state-checkpoint.md; flower_assets_tests/test_check_state_checkpoint.py
+checks it against Dagster's own computation and pins the internals it relies on.
+
 Used by the repo's `dagster.yaml`. Production runs on PostgreSQL (`deploy/postgres/dagster.yaml`).
 """
 
@@ -39,12 +59,15 @@ import os
 import shlex
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 
 import sqlalchemy as sa
 from dagster import StringSource
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, BATCH_WRITABLE_EVENTS
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._serdes import ConfigurableClassData
@@ -63,6 +86,8 @@ EVENT_LOG_DB = ("", "event_log.db")
 SCHEDULES_DB = ("schedules", "schedules.db")
 
 TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table'"
+# Rows per multi-row insert of a batch: 7 bound values a row, far below SQLite's 32,766.
+BATCH_INSERT_ROWS = 500
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +229,8 @@ class PooledSqliteEventLogStorage(CheckpointedCheckState, ConsolidatedSqliteEven
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         # Keyed by process id: a forked child must not reuse its parent's open connections.
         self._engines: dict[int, sa.Engine] = {}
+        # The connection of the batch this thread is writing (`store_event_batch`), if any.
+        self._batch = threading.local()
         # Dagster creates the file's tables only when the file does not exist yet.
         with creating(base_dir):
             check_not_damaged(base_dir, EVENT_LOG_DB, _event_log_tables())
@@ -219,8 +246,62 @@ class PooledSqliteEventLogStorage(CheckpointedCheckState, ConsolidatedSqliteEven
 
     @contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
+        # Inside a batch, Dagster's own writers (the planned checks' rows) join its transaction.
+        joined = getattr(self._batch, "connection", None)
+        if joined is not None:
+            yield joined
+            return
         with self._engine().connect() as connection, connection.begin():
             yield connection
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store the events Dagster batches in one transaction, with the rows of `store_event`.
+
+        As dagster-postgres's `store_event_batch`: one insert of the events, one of their asset
+        tags, the asset_keys row once per asset; here any batchable events (planned ones too) and
+        everything in one transaction. Anything else is left to Dagster's one-by-one loop.
+        """
+        types = {event.dagster_event_type for event in events}
+        if len(events) < 2 or not types <= BATCH_WRITABLE_EVENTS:
+            super().store_event_batch(events)
+            return
+        with self._connect() as connection:
+            self._batch.connection = connection
+            try:
+                self._store_batch(connection, events)
+            finally:
+                self._batch.connection = None
+
+    def _store_batch(self, connection: sa.Connection, events: Sequence[EventLogEntry]) -> None:
+        ids: list[int] = []
+        for start in range(0, len(events), BATCH_INSERT_ROWS):
+            chunk = events[start : start + BATCH_INSERT_ROWS]
+            insert = self.prepare_insert_event_batch(chunk).returning(SqlEventLogStorageTable.c.id)
+            # SQLite gives the rows of one insert ascending ids in VALUES order (one writer at a
+            # time, inside this transaction), but RETURNING lists them in no promised order.
+            ids += sorted(row[0] for row in connection.execute(insert))
+        if len(ids) != len(events):
+            raise RuntimeError(f"stored {len(ids)} of a batch of {len(events)} events")
+        stored = list(zip(events, ids, strict=True))
+        assets = [
+            (event, event_id)
+            for event, event_id in stored
+            if event.dagster_event_type in ASSET_EVENTS and event.get_dagster_event().asset_key
+        ]
+        if assets:
+            self._store_asset_event_tags(connection, *zip(*assets, strict=True))
+            # Each event type sets its own columns of the asset's row: applying the last event
+            # of each type, in batch order, leaves the row as applying every event does.
+            last: dict[tuple, tuple[int, EventLogEntry, int]] = {}
+            for position, (event, event_id) in enumerate(assets):
+                key = (event.get_dagster_event().asset_key, event.dagster_event_type)
+                last[key] = (position, event, event_id)
+            for _, event, event_id in sorted(last.values(), key=lambda item: item[0]):
+                self._store_asset_event(connection, event, event_id)
+        for event, event_id in stored:
+            if event.dagster_event_type in ASSET_CHECK_EVENTS:
+                # Dagster's own writer; its index_connection joins this transaction (`_connect`).
+                self.store_asset_check_event(event, event_id)
 
     def dispose(self) -> None:
         super().dispose()
