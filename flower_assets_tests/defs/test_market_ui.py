@@ -136,7 +136,7 @@ def test_the_ui_shows_the_market_dates_a_correction_reaches_as_stale_until_rebui
                 instance,
                 "2024-05-08",
                 "2024-05-08",
-                run_config={"ops": {"public_bidding_flowers": {"config": {"refetch": True}}}},
+                run_config={"ops": {"flower_auction": {"config": {"refetch": True}}}},
             )
             market = defs.resolve_job_def("flower_market_job")
             # The market job's first step observes the stored answers: from then on the UI

@@ -131,7 +131,7 @@ def test_materialize_from_the_ui_leaves_unchanged_dates_fresh_and_real_changes_s
                 ui,
                 list(AUCTION),
                 DAY,
-                {"ops": {"public_bidding_flowers": {"config": {"refetch": True}}}},
+                {"ops": {"flower_auction": {"config": {"refetch": True}}}},
             )
             assert statuses(ui, AUCTION, DAYS) == all_fresh(AUCTION, DAYS)
             assert statuses(ui, MARKET, [DAY]) == all_fresh(MARKET, [DAY]) | {
