@@ -27,6 +27,11 @@ from flower_assets.defs.sensors import (
 )
 from flower_assets.warehouse.schemas import BIDDING
 
+# Dagster's event batching, in every process that runs this location's code (a run's planned
+# events and each ranged output's materializations stored in one transaction per batch): set
+# here because every run process loads this module first (settings.apply_event_batching).
+settings.apply_event_batching()
+
 LIVE = settings.env(settings.API_KEY_ENV) is not None
 
 # The latest auction date must be in bidding_flowers by 09:00 KST, two hours after the schedule.

@@ -36,7 +36,7 @@ base class stores them one by one; `store_event_batch` here writes a batch as da
 does (one multi-row insert into event_logs, the asset tags in one statement, the asset_keys row
 once per asset and event type) and in one transaction, with the same rows as storing them one
 by one (`flower_assets_tests/test_event_batch.py` compares every table). Where the variable is
-set: `flower_assets/settings.py`, `event_batching`.
+set: where the code location is loaded, `flower_assets/settings.py` `apply_event_batching`.
 
 Asset check states, checkpointed. The UI's Checks tab asks the event log for each partitioned
 check's `AssetCheckState`; Dagster's open-source storages rebuild it from every date's record on

@@ -20,6 +20,10 @@ DAILY_QUOTA_ENV = "FLOWER_API_DAILY_QUOTA"
 PAGE_SIZE_ENV = "FLOWER_API_PAGE_SIZE"
 ALERT_WEBHOOK_URL_ENV = "FLOWER_ALERT_WEBHOOK_URL"
 UI_BASE_URL_ENV = "FLOWER_UI_BASE_URL"
+# Dagster's own: events a run's process hands to the event log together (0: one by one).
+EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+# A 100-date run plans 4 x 100 materializations and 15 checks: one batch.
+DEFAULT_EVENT_BATCH_SIZE = 500
 DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
 
 DEFAULT_API_BASE_URL = "https://flower.at.or.kr/api/returnData.api"
@@ -161,6 +165,29 @@ def page_size() -> int:
     return size
 
 
+def event_batch_size() -> int:
+    """Events Dagster stores in one batch (a run's planned events, a ranged output's
+    materializations); 0 stores each event by itself, Dagster's default."""
+    return _whole_number(EVENT_BATCH_SIZE_ENV, DEFAULT_EVENT_BATCH_SIZE)
+
+
+def apply_event_batching() -> None:
+    """Turn Dagster's event batching on in this process, unless its environment says otherwise.
+
+    Dagster reads DAGSTER_EVENT_BATCH_SIZE, at each event, in the process that stores a run's
+    events: the `flower-assets` command for the runs it executes itself (flower_assets/cli),
+    a run worker for the runs the daemon and the webserver launch. Both load the code location,
+    flower_assets/definitions.py, before a run starts (the command to build the run, a worker
+    to execute it), and only processes that run its code load it: so it is applied there, once,
+    instead of in every environment that starts one of those processes (a shell, a service unit,
+    `dagster dev`), where a forgotten copy silently makes backfills slower. An operator's value
+    is kept (0 stores every event by itself). The webserver and the daemon do not load the
+    location: the planned events of the runs they create are stored one by one unless their
+    environment sets the variable too.
+    """
+    os.environ[EVENT_BATCH_SIZE_ENV] = str(event_batch_size())
+
+
 def validate() -> None:
     """Read every setting once: the first bad one raises ValueError naming its variable.
 
@@ -174,3 +201,4 @@ def validate() -> None:
     page_size()
     correction_days()
     max_rejected_share()
+    event_batch_size()
