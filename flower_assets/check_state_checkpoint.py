@@ -476,9 +476,16 @@ class CheckpointedCheckState:
             )
             if request.base.dropped:
                 request.changed |= request.keys.valid(request.base.dropped)
-            if len(request.changed) > self.MAX_FOLD_KEYS:
-                request.rebuild, request.base, request.changed = True, None, set()
-                self.checkpoint_stats["rebuilt: many changed partitions"] += 1
+            if None in request.changed:
+                # A record without partition: invalid for the check, but Dagster counts its ids
+                # in `latest_storage_id`, and a partition filter cannot select it.
+                why = "a record without partition"
+            elif len(request.changed) > self.MAX_FOLD_KEYS:
+                why = "many changed partitions"
+            else:
+                continue
+            request.rebuild, request.base, request.changed = True, None, set()
+            self.checkpoint_stats[f"rebuilt: {why}"] += 1
 
         # Dagster's own per-partition records: all of them for a rebuild, else the changed ones.
         infos: dict[AssetCheckKey, list[AssetCheckPartitionInfo]] = defaultdict(list)
@@ -516,7 +523,7 @@ class CheckpointedCheckState:
 
         writes = [r for r in requests.values() if self._worth_writing(r, mark)]
         if writes:
-            self._write(writes, mark, infos, assets)
+            self._write(writes, mark, settled, infos, assets)
         return states
 
     def _validate(
@@ -532,7 +539,7 @@ class CheckpointedCheckState:
         if base is None:
             why = "new" if not request.version else "other definition or version"
         elif fingerprint["then"] != base.fingerprint:
-            why = "rows deleted or wiped"
+            why = "rows deleted, asset wiped or materialized without partition"
         elif base.anchors != _anchors_at(anchors, base.mark):
             why = "ids reused"
         else:
@@ -730,8 +737,8 @@ class CheckpointedCheckState:
         by_name = {(k.asset_key.to_string(), k.name): k for k in stable}
         for row_id, asset, name, partition in rows:
             key = by_name.get((asset, name))
-            if key is not None and row_id > stable[key] and partition is not None:
-                found[key].add(partition)
+            if key is not None and row_id > stable[key]:
+                found[key].add(partition)  # None: an evaluation without partition
         return found
 
     def _check_event_runs(self, conn, lowest: Mark, mark: Mark) -> set[str]:
@@ -794,8 +801,8 @@ class CheckpointedCheckState:
         found: dict[AssetCheckKey, set[str]] = defaultdict(set)
         for asset, name, run, partition in rows:
             key = by_name.get((asset, name))
-            if key is not None and run in candidates[key] and partition is not None:
-                found[key].add(partition)
+            if key is not None and run in candidates[key]:
+                found[key].add(partition)  # None: an evaluation without partition
         return found
 
     # ---- the fold ------------------------------------------------------------------------------
@@ -924,36 +931,42 @@ class CheckpointedCheckState:
         self,
         requests: list[Request],
         mark: Mark,
+        settled: bool,
         infos: Mapping[AssetCheckKey, list[AssetCheckPartitionInfo]],
         assets: list[AssetKey],
     ) -> None:
-        """Write each checkpoint whose fingerprints did not change while it was computed, and
-        whose reads saw nothing above the mark; compare-and-set on the version."""
-        asset_fingerprints = self._asset_fingerprints(assets)
-        with self.index_connection() as conn:  # type: ignore[attr-defined]
-            after = self._read_anchors(conn, [mark.ids()])
-            fingerprints = self._fingerprints(
-                conn, {r.key: None for r in requests}, mark, asset_fingerprints
-            )
-            now = {key: fingerprint["now"] for key, fingerprint in fingerprints.items()}
-        statements = []
-        for request in requests:
-            if any(
+        """Write each checkpoint (compare-and-set on its version) whose records lie at or below
+        the mark. Its fingerprints were read before its records: any change after that to the
+        rows they count makes the next request rebuild it. Only ids up to the mark that were not
+        final yet (PostgreSQL) could enter the records unseen by them: then they are read again
+        and the checkpoint is written only if they did not change."""
+        writes = [
+            request
+            for request in requests
+            if not any(
                 info.latest_check_event_storage_id > mark.event
                 or (info.latest_materialization_storage_id or 0) > mark.event
                 or (info.latest_target_materialization_storage_id or 0) > mark.event
                 for info in infos.get(request.key, [])
-            ):
-                continue  # it folded rows above the mark: the next request writes
-            if now[request.key] != request.fingerprint_before or _anchors_at(after, mark.ids()) != (
-                request.result.anchors
-            ):
-                continue  # a deletion (or a late commit) while it was computed
-            statements.append(request)
-        if not statements:
+            )  # else it folded rows above the mark, which the fingerprints do not count
+        ]
+        if writes and not settled:
+            asset_fingerprints = self._asset_fingerprints(assets)
+            with self.index_connection() as conn:  # type: ignore[attr-defined]
+                after = self._read_anchors(conn, [mark.ids()])
+                fingerprints = self._fingerprints(
+                    conn, {r.key: None for r in writes}, mark, asset_fingerprints
+                )
+            writes = [
+                request
+                for request in writes
+                if fingerprints[request.key]["now"] == request.fingerprint_before
+                and _anchors_at(after, mark.ids()) == request.result.anchors
+            ]
+        if not writes:
             return
         with self.index_connection() as conn:  # type: ignore[attr-defined]
-            for request in statements:
+            for request in writes:
                 written = conn.execute(_compare_and_set(conn, request)).rowcount
                 self.checkpoint_stats["written" if written else "lost"] += 1
 

@@ -254,7 +254,8 @@ class Scenario:
             check, key = self.rng.choice(self.planned[run])  # the planned row, updated in place
         else:
             check = self.rng.choice(list(self.checks))
-            key = self.rng.choice(self.pool(self.checks[check]))
+            # Now and then an evaluation without partition: invalid for a partitioned check.
+            key = self.rng.choice([*self.pool(self.checks[check]), None])
         self._evaluate(run, check, key)
 
     def retry(self) -> None:
@@ -264,7 +265,7 @@ class Scenario:
             run = self.rng.choice(runs)
             self._evaluate(run, *self.rng.choice(self.evaluated[run]))
 
-    def _evaluate(self, run: str, check: dg.AssetCheckKey, key: str) -> None:
+    def _evaluate(self, run: str, check: dg.AssetCheckKey, key: str | None) -> None:
         if not run:
             # Dagster stores one runless evaluation per check and partition: a second one
             # breaks the unique index on (asset, check, run, partition) with run "".
