@@ -28,9 +28,10 @@ the partitions that changed since. docs/check-state-checkpoint.md explains the d
   row that changed (SQLite reuses the ids of deleted tail rows), another wipe timestamp or
   unpartitioned latest materialization of the asset; an earlier "now" than the checkpoint saw.
   Then the state is rebuilt from every record (batched: one subset per status).
-- Writes are one statement per check, a compare-and-set on the row's version; a checkpoint is
-  written only if the fingerprints taken before and after its reads agree, so no writer leaves
-  a checkpoint that covers more or less than it says.
+- Writes are one statement per check, a compare-and-set on the row's version, carrying the
+  state with what it covers: no writer leaves a checkpoint that covers more or less than it
+  says. Its fingerprints were read before its records, so a deletion racing the request is seen
+  by the next one.
 
 Both of the repo's event log classes use it: `PooledSqliteEventLogStorage` (SQLite) and
 `CheckpointedPostgresEventLogStorage` (PostgreSQL), which differ only in `_mark_token` /
