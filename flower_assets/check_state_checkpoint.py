@@ -26,8 +26,9 @@ the partitions that changed since. docs/check-state-checkpoint.md explains the d
 - Everything else invalidates: a different Dagster version, partitions definition, format;
   fewer rows or other row ids at or below the mark (deleted runs, wiped assets, `wipe`), a mark
   row that changed (SQLite reuses the ids of deleted tail rows), another wipe timestamp or
-  unpartitioned latest materialization of the asset; an earlier "now" than the checkpoint saw.
-  Then the state is rebuilt from every record (batched: one subset per status).
+  unpartitioned latest materialization of the asset, a changed record without partition. Then
+  the state is rebuilt from every record (batched: one subset per status). Under an earlier
+  "now" than the checkpoint saw, Dagster answers and the checkpoint is left alone.
 - Writes are one statement per check, a compare-and-set on the row's version, carrying the
   state with what it covers: no writer leaves a checkpoint that covers more or less than it
   says. Its fingerprints were read before its records, so a deletion racing the request is seen
