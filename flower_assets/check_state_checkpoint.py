@@ -525,7 +525,15 @@ class CheckpointedCheckState:
 
         writes = [r for r in requests.values() if self._worth_writing(r, mark)]
         if writes:
-            self._write(writes, mark, settled, infos, assets)
+            try:
+                self._write(writes, mark, settled, infos, assets)
+            except sa.exc.DBAPIError:
+                # A database we may only read, or one busy past its timeout: the answer stands,
+                # the next request tries again.
+                if self.CHECKPOINT_ERRORS == "raise":
+                    raise
+                self.checkpoint_stats["not written"] += len(writes)
+                log.warning("asset check state checkpoint not written", exc_info=True)
         return states
 
     def _validate(
