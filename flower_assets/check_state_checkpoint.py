@@ -56,6 +56,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import dagster
 import sqlalchemy as sa
@@ -476,7 +477,11 @@ class CheckpointedCheckState:
             request.changed = (
                 new_rows.get(key, set()) | run_rows.get(key, set()) | materialized.get(key, set())
             )
-            if request.base.dropped:
+            if request.base.dropped and request.keys.last_window_end != (
+                request.base.last_window_end
+            ):
+                # Validity depends on the definition (the same) and on the last partition
+                # window: only a later one can make a dropped key valid.
                 request.changed |= request.keys.valid(request.base.dropped)
             if None in request.changed:
                 # A record without partition: invalid for the check, but Dagster counts its ids
@@ -1044,3 +1049,43 @@ def resolve(
         },
         in_progress_runs=in_progress_runs,
     )
+
+
+def refresh(instance, keys: CheckKeys) -> Counter:
+    """Bring the checkpoints of `keys` up to date now (one request per asset), e.g. after a
+    backfill or a Dagster upgrade, so that no page view pays for it; what was done, counted."""
+    storage = instance.event_log_storage
+    if not isinstance(storage, CheckpointedCheckState):
+        raise TypeError(f"{type(storage).__name__} keeps no asset check state checkpoints")
+    by_asset: dict[AssetKey, list] = defaultdict(list)
+    for key, definition in keys:
+        if checkpointable(definition):
+            by_asset[key.asset_key].append((key, definition))
+    before = Counter(storage.checkpoint_stats)
+    # "Now" fixed for the whole refresh, as the webserver fixes it per request.
+    with dagster.partition_loading_context(effective_dt=datetime.now(UTC)):
+        for asset_keys in by_asset.values():
+            storage.get_asset_check_state(asset_keys)
+    return storage.checkpoint_stats - before
+
+
+def main() -> None:
+    """`python -m flower_assets.check_state_checkpoint`: refresh the checkpoints of every
+    partitioned check of the code location, on the instance of $DAGSTER_HOME."""
+    # As `python -m`, this file runs as __main__: the storage class mixes in the module's class.
+    from flower_assets.check_state_checkpoint import refresh
+    from flower_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = [(key, graph.get(key).partitions_def) for key in graph.asset_check_keys]
+    with dagster.DagsterInstance.get() as instance:
+        began = time.perf_counter()
+        done = refresh(instance, keys)
+        print(
+            f"asset check state checkpoints refreshed in {time.perf_counter() - began:.2f} s: "
+            + ", ".join(f"{name} {count}" for name, count in sorted(done.items()))
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -982,3 +982,39 @@ def test_the_postgres_yaml_opens_the_checkpointed_event_log(
         # A run worker opens the instance from its ref: the same classes.
         with dg.DagsterInstance.from_ref(instance.get_ref()) as again:
             assert type(again.event_log_storage) is CheckpointedPostgresEventLogStorage
+
+
+def test_refresh_builds_checkpoints_ahead_of_the_ui_and_a_failed_write_keeps_the_answer(
+    tmp_path, monkeypatch
+) -> None:
+    definition = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-02-01")
+    asset = dg.AssetKey(["refreshed", uuid.uuid4().hex[:8]])
+    checks = [dg.AssetCheckKey(asset, name) for name in ("rows", "dates")]
+    keys = [(check, definition) for check in checks]
+    (instance,) = open_instances(tmp_path, sqlite_overrides(tmp_path), count=1)
+    try:
+        writer = HistoryWriter(instance)
+        writer.ranged_run(asset, checks, definition, definition.get_partition_keys()[:20])
+        done = checkpoint_module.refresh(instance, [*keys, (dg.AssetCheckKey(asset, "x"), None)])
+        assert done["rebuilt"] == 2 and done["written"] == 2, done
+        assert _stored_versions(instance, asset) == [1, 1]
+        storage = instance.event_log_storage
+        before = Counter(storage.checkpoint_stats)
+        storage.get_asset_check_state(keys)
+        assert (storage.checkpoint_stats - before) == Counter(unchanged=2)
+
+        # A checkpoint that cannot be written: the answer stands, with a warning.
+        def locked(*_args, **_kwargs):
+            raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(CheckpointedCheckState, "CHECKPOINT_ERRORS", "fallback")
+        monkeypatch.setattr(checkpoint_module, "_compare_and_set", locked)
+        writer.ranged_run(asset, checks, definition, definition.get_partition_keys()[20:22])
+        assert_same_states(
+            dict(storage.get_asset_check_state(keys)),
+            dagsters_state(instance, keys),
+            "with the checkpoint not written",
+        )
+        assert storage.checkpoint_stats["not written"] == 2
+    finally:
+        instance.dispose()
