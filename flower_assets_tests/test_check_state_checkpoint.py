@@ -867,7 +867,7 @@ def test_the_private_dagster_names_the_checkpoint_relies_on_are_still_there() ->
     assert set(FINISHED_STATUSES) | set(NOT_FINISHED_STATUSES) >= set(dg.DagsterRunStatus) - {
         dg.DagsterRunStatus.MANAGED
     }
-    assert {"run_ids", "statuses"} <= set(inspect.signature(RunsFilter).parameters)
+    assert {"run_ids", "statuses", "updated_after"} <= set(inspect.signature(RunsFilter).parameters)
     assert list(inspect.signature(SerializableEntitySubset).parameters) == ["key", "value"]
     # Partitions: subsets built from windows, stored with Dagster's serdes, rebound on load.
     assert list(inspect.signature(TimeWindowPartitionsSubset.__new__).parameters)[1:] == [
