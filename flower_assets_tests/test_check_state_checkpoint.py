@@ -1001,7 +1001,9 @@ def test_refresh_builds_checkpoints_ahead_of_the_ui_and_a_failed_write_keeps_the
         storage = instance.event_log_storage
         before = Counter(storage.checkpoint_stats)
         storage.get_asset_check_state(keys)
-        assert (storage.checkpoint_stats - before) == Counter(unchanged=2)
+        # Nothing to rebuild or write (the run, finished a moment ago, is read again: folded).
+        after = storage.checkpoint_stats - before
+        assert after["unchanged"] + after["folded"] == 2 and set(after) <= {"unchanged", "folded"}
 
         # A checkpoint that cannot be written: the answer stands, with a warning.
         def locked(*_args, **_kwargs):
