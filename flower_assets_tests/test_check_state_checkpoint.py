@@ -29,7 +29,7 @@ from flower_assets.check_state_checkpoint import CHECKPOINTS, CheckpointedCheckS
 from .check_state_history import HistoryWriter
 from .conftest import REPO
 
-SEEDS_PER_BACKEND = 16
+SEEDS_PER_BACKEND = 14
 STEPS = 24
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 # Partition keys the histories use: two days before the definition starts (never valid), and
@@ -497,6 +497,9 @@ def _webserver(ref, overrides, tmp_dir, asset_path, worker, barrier, results) ->
     checks = [dg.AssetCheckKey(asset, "rows"), dg.AssetCheckKey(asset, "dates")]
     keys = [(check, definition) for check in checks]
     with dg.DagsterInstance.local_temp(tmp_dir, overrides=overrides) as instance:
+        instance.optimize_for_webserver(
+            statement_timeout=15_000, pool_recycle=3_600, max_overflow=20
+        )
         writer = HistoryWriter(instance)
         storage = instance.event_log_storage
         dates = definition.get_partition_keys()
