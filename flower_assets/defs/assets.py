@@ -36,7 +36,7 @@ from flower_assets.steps.market import (
     latest_report_period,
     report_html,
 )
-from flower_assets.steps.normalizing import MasterStep, QuarantineSplit, RecordsStep
+from flower_assets.steps.normalizing import Masters, MasterStep, QuarantineSplit, RecordsStep
 from flower_assets.steps.raw import RawStep
 from flower_assets.steps.report import (
     LOAD_FAILED,
@@ -332,13 +332,14 @@ def flower_auction(
                 at_api.sample_mode,
                 at_api.key,
             )
+        masters = Masters(wh)
         steps: dict[Table, MasterStep | RecordsStep] = {
-            table: MasterStep(wh, table, context.run_id, recompute)
+            table: MasterStep(wh, table, context.run_id, recompute, masters)
             for table in (FLOWER_TYPES, FLOWERS)
             if table in selected
         }
         if BIDDING in selected:
-            steps[BIDDING] = RecordsStep(wh, context.run_id, recompute)
+            steps[BIDDING] = RecordsStep(wh, context.run_id, recompute, masters)
         unit = AuctionUnit(context, wh, raw_step, steps, at_api.key)
         for day in days:
             for table, report in unit.load(day).items():

@@ -122,6 +122,23 @@ def names_md(names: list[str], limit: int = 30) -> str:
     return shown + (f" … and {len(names) - limit} more" if len(names) > limit else "")
 
 
+class Masters:
+    """The item and variety masters as this unit of work last read them: read again after one
+    of its master steps added rows (or failed), not for every date."""
+
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+        self._frames: dict[str, pl.DataFrame] = {}
+
+    def read(self, table: Table) -> pl.DataFrame:
+        if table.name not in self._frames:
+            self._frames[table.name] = self.wh.read_table(table)
+        return self._frames[table.name]
+
+    def grown(self, table: Table) -> None:
+        self._frames.pop(table.name, None)
+
+
 class MasterStep:
     """Adds what each date saw to an only-growing master, one date per transaction.
 
@@ -129,8 +146,11 @@ class MasterStep:
     records reference.
     """
 
-    def __init__(self, wh: Warehouse, table: Table, run_id: str, recompute: bool) -> None:
+    def __init__(
+        self, wh: Warehouse, table: Table, run_id: str, recompute: bool, masters: Masters
+    ) -> None:
         self.wh, self.table, self.run_id, self.recompute = wh, table, run_id, recompute
+        self.masters = masters
         if table is FLOWER_TYPES:
             self.id_column, self.counted, self.named = (
                 "flower_type_id",
@@ -154,7 +174,7 @@ class MasterStep:
         if self.table is FLOWER_TYPES:
             return items_seen(loadable)
         # The item master as the date's flower_types step left it.
-        return varieties_seen(loadable, self.wh.read_table(FLOWER_TYPES))
+        return varieties_seen(loadable, self.masters.read(FLOWER_TYPES))
 
     def load(self, day: date, split: QuarantineSplit | None = None) -> DateReport:
         """Load the date if its stored content is new to this master; `split`: the raw step's."""
@@ -162,11 +182,17 @@ class MasterStep:
         new_names: list[str] = []
         if day in plan.todo:
             content = plan.stored[day].content_hash
-            with process_log(self.wh, self.run_id, self.table.name, day, content) as log:
-                seen = self.seen_on(split_of(self.wh, day, content, split).loadable)
-                new = seen.join(self.known, on=self.key, how="anti")
-                self.upsert(seen)
-                log.values[self.counted] = new.height
+            try:
+                with process_log(self.wh, self.run_id, self.table.name, day, content) as log:
+                    seen = self.seen_on(split_of(self.wh, day, content, split).loadable)
+                    new = seen.join(self.known, on=self.key, how="anti")
+                    self.upsert(seen)
+                    log.values[self.counted] = new.height
+            except BaseException:
+                self.masters.grown(self.table)  # whatever it wrote, read it again
+                raise
+            if new.height:
+                self.masters.grown(self.table)
             self.known = pl.concat([self.known, new.select(self.key)])
             new_names = new["name"].to_list()
             rows = seen.height
@@ -185,8 +211,9 @@ class MasterStep:
 class RecordsStep:
     """Replaces each date's auction records and quarantine together: raw = loaded + rejected."""
 
-    def __init__(self, wh: Warehouse, run_id: str, recompute: bool) -> None:
+    def __init__(self, wh: Warehouse, run_id: str, recompute: bool, masters: Masters) -> None:
         self.wh, self.run_id, self.recompute = wh, run_id, recompute
+        self.masters = masters
 
     def load(self, day: date, split: QuarantineSplit | None = None) -> DateReport:
         """Load the date if its stored content is new to the records; `split`: the raw step's."""
@@ -195,7 +222,7 @@ class RecordsStep:
         if day in plan.todo:
             content = plan.stored[day].content_hash
             # The masters as the date's master steps left them.
-            items, varieties = self.wh.read_table(FLOWER_TYPES), self.wh.read_table(FLOWERS)
+            items, varieties = self.masters.read(FLOWER_TYPES), self.masters.read(FLOWERS)
             with process_log(self.wh, self.run_id, BIDDING.name, day, content) as log:
                 split = split_of(self.wh, day, content, split)
                 records = BiddingFlowers.validate(auction_records(split.loadable, items, varieties))

@@ -8,7 +8,7 @@ from flower_assets.defs.resources import AtApiResource, WarehouseResource
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.cache import CachedApi
 from flower_assets.source.categories import Category
-from flower_assets.steps.normalizing import MasterStep, RecordsStep
+from flower_assets.steps.normalizing import Masters, MasterStep, RecordsStep
 from flower_assets.steps.raw import RawStep
 from flower_assets.steps.report import Markdown
 from flower_assets.warehouse.schemas import FLOWER_TYPES, FLOWERS
@@ -36,18 +36,18 @@ def test_the_steps_load_a_date_and_report_what_it_holds(tmp_path):
             assert split is not None and split.content_hash == first.metadata["content_hash"]
             assert (split.loadable.height, split.rejected.height) == (2, 1)
 
-            items = MasterStep(wh, FLOWER_TYPES, "run-1", recompute=False).load(DAY, split)
+            items = MasterStep(wh, FLOWER_TYPES, "run-1", False, Masters(wh)).load(DAY, split)
             assert items.metadata["new_items"] == 1
             assert items.metadata["new_item_names"] == Markdown("장미")
-            varieties = MasterStep(wh, FLOWERS, "run-1", recompute=False).load(DAY, split)
+            varieties = MasterStep(wh, FLOWERS, "run-1", False, Masters(wh)).load(DAY, split)
             assert varieties.metadata["new_varieties"] == 2
-            records = RecordsStep(wh, "run-1", recompute=False).load(DAY, split)
+            records = RecordsStep(wh, "run-1", False, Masters(wh)).load(DAY, split)
             assert records.metadata["dagster/row_count"] == 2
             assert records.metadata["rejected_by_reason"] == {"non_positive_quantity": 1}
             assert any("quarantined" in text for _, text in records.messages)
 
             # The same content again: recorded, nothing rewritten.
-            again = RecordsStep(wh, "run-2", recompute=False).load(DAY)
+            again = RecordsStep(wh, "run-2", False, Masters(wh)).load(DAY)
             assert again.metadata["content_changed"] is False
             assert again.metadata["dagster/row_count"] == 2
     assert tables(url)["bidding_flowers"].height == 2
