@@ -44,7 +44,8 @@ The last line printed is one JSON object (see `main`).
 `deploy/postgres/dagster.yaml`, with DAGSTER_PG_URL naming a throw-away database per instance on
 the server of `--postgres-url` (`flower_bench_<hex>_dagster_<home>`), dropped at the end.
 Dagster settings of the run processes pass through from this process's environment, e.g.
-`DAGSTER_EVENT_BATCH_SIZE=N` (Dagster's event batching, reported as `event_batch_size`).
+`DAGSTER_EVENT_BATCH_SIZE=0` to store every event by itself (the code location sets 500 unless
+told otherwise, `flower_assets.settings.apply_event_batching`; reported as `event_batch_size`).
 
 Volumes (rows per auction day per category), measured over 2024 at volume 1:
 cut flowers (절화) ~2.7k rows (1.8k-3.6k) on Mon/Wed/Fri, foliage (관엽) ~250 on Tue/Thu,
@@ -85,6 +86,7 @@ import psycopg2
 import yaml
 from prototypes import PROTOTYPES
 
+from flower_assets import settings
 from flower_assets.defs.assets import BACKFILL_POLICY
 from flower_assets.defs.resources import AtApiResource
 from flower_assets.sample.days import answer
@@ -645,7 +647,8 @@ def main() -> int:
                 "prototypes": args.prototype,
                 "event_log": args.event_log,
                 "instance": args.instance,
-                "event_batch_size": os.environ.get("DAGSTER_EVENT_BATCH_SIZE"),
+                # As the backfill process applies it when it loads the code location.
+                "event_batch_size": settings.event_batch_size(),
                 "start": days[0].isoformat(),
                 "partitions": len(days),
                 "runs": len(result.runs),
