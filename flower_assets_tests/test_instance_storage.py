@@ -75,8 +75,16 @@ def test_the_private_dagster_names_it_relies_on_are_still_there(instance) -> Non
     # index_connection); the override replaces the engine it builds per statement.
     assert callable(vars(ConsolidatedSqliteEventLogStorage).get("_connect"))
     assert "_connect" in vars(PooledSqliteEventLogStorage)
+    # `has_table(table_name)`: Dagster's asks on a new engine per call, for every asset event.
+    assert list(inspect.signature(ConsolidatedSqliteEventLogStorage.has_table).parameters) == [
+        "self",
+        "table_name",
+    ]
+    assert "has_table" in vars(PooledSqliteEventLogStorage)
     # `_conn_string`: the SQLAlchemy URL of the event log file, set by Dagster's __init__.
     storage = instance.event_log_storage
+    assert storage.has_table("asset_event_tags") and storage.has_table("asset_event_tags")
+    assert not storage.has_table("no_such_table")
     db_file = Path(storage.get_db_path()).resolve()
     assert storage._conn_string == f"sqlite:///{db_file}"
     assert db_file.parent == Path(os.environ["DAGSTER_HOME"]).resolve()
