@@ -443,8 +443,11 @@ def test_a_pipeline_shaped_history_of_many_dates(overrides, tmp_path) -> None:
         webserver.dispose()
 
 
-def test_a_real_run_of_partitioned_checks(overrides, tmp_path) -> None:
-    """Planned and evaluated by Dagster's own execution (not written by the tests)."""
+@pytest.mark.parametrize("batch_size", ["0", "500"])
+def test_a_real_run_of_partitioned_checks(overrides, tmp_path, monkeypatch, batch_size) -> None:
+    """Planned and evaluated by Dagster's own execution (not written by the tests), with events
+    stored one by one and in batches (DAGSTER_EVENT_BATCH_SIZE, as the platform's runs)."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
     definition = dg.DailyPartitionsDefinition(start_date="2024-05-01", end_date="2024-05-20")
     name = f"blooms_{uuid.uuid4().hex[:8]}"
 
