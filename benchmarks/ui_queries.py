@@ -252,7 +252,7 @@ def create_databases(server_url: str, databases: list[str]) -> None:
 
     They commit without waiting for the WAL flush (`synchronous_commit = off`, set on these
     databases only): dagster-postgres commits every event on its own, and a full-history load
-    waited on fsync for most of its time (~150 s a run of 100 dates instead of ~100 s here).
+    waited on fsync (`WALSync`) for much of its time.
     It changes how long writes wait, not what is stored nor how reads run: the UI's timings are
     the same.
     """
