@@ -344,8 +344,8 @@ class CheckpointedCheckState:
     MAX_PROBE_SPAN = 20_000
     # More changed partitions than this: read every record of the check (one query).
     MAX_FOLD_KEYS = 2_000
-    # A run finished this recently may still be writing (marked finished from outside): its rows
-    # are read again at every request until then.
+    # A run failed or canceled this recently may still be writing (marked so from outside): its
+    # rows are read again at every request until then.
     RECENTLY_FINISHED_S = 120
 
     # ---- the two hooks a backend overrides ------------------------------------------------
@@ -469,12 +469,16 @@ class CheckpointedCheckState:
             new_rows = self._new_execution_rows(conn, folds, lowest, mark)
             check_event_runs = self._check_event_runs(conn, lowest, mark) if folds else set()
             materialized = self._new_materializations(conn, folds, lowest, mark)
-        # Runs that may still update their rows: unfinished, or finished a moment ago (a run
-        # marked finished from outside while its process still writes).
+        # Runs that may still update their rows: unfinished, or failed / canceled a moment ago
+        # (marked so from outside while their process still writes; a success is the run's own
+        # last event).
         runs = self._instance  # type: ignore[attr-defined]
         recently = datetime.now(UTC) - timedelta(seconds=self.RECENTLY_FINISHED_S)
         unfinished = set(runs.get_run_ids(filters=RunsFilter(statuses=NOT_FINISHED_STATUSES)))
-        unfinished |= set(runs.get_run_ids(filters=RunsFilter(updated_after=recently)))
+        ended_from_outside = RunsFilter(
+            statuses=[DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED], updated_after=recently
+        )
+        unfinished |= set(runs.get_run_ids(filters=ended_from_outside))
         candidates = {r.key: set(r.base.open_runs) | unfinished | check_event_runs for r in folds}
         with self.index_connection() as conn:  # type: ignore[attr-defined]
             run_rows = self._rows_of_runs(conn, candidates)
