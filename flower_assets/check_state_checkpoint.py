@@ -1079,18 +1079,25 @@ def refresh(instance, keys: CheckKeys) -> Counter:
     return storage.checkpoint_stats - before
 
 
+def refresh_location(instance) -> Counter:
+    """`refresh` for every partitioned check of the code location."""
+    from flower_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return refresh(
+        instance, [(key, graph.get(key).partitions_def) for key in graph.asset_check_keys]
+    )
+
+
 def main() -> None:
     """`python -m flower_assets.check_state_checkpoint`: refresh the checkpoints of every
     partitioned check of the code location, on the instance of $DAGSTER_HOME."""
     # As `python -m`, this file runs as __main__: the storage class mixes in the module's class.
-    from flower_assets.check_state_checkpoint import refresh
-    from flower_assets.definitions import defs
+    from flower_assets.check_state_checkpoint import refresh_location
 
-    graph = defs.resolve_asset_graph()
-    keys = [(key, graph.get(key).partitions_def) for key in graph.asset_check_keys]
     with dagster.DagsterInstance.get() as instance:
         began = time.perf_counter()
-        done = refresh(instance, keys)
+        done = refresh_location(instance)
         print(
             f"asset check state checkpoints refreshed in {time.perf_counter() - began:.2f} s: "
             + ", ".join(f"{name} {count}" for name, count in sorted(done.items()))

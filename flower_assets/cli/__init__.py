@@ -443,6 +443,7 @@ def _materialize(start: date, end: date, console: Console, stop: Stop) -> int:
         report, report_problem = (
             _write_report(instance, console, stop) if market_problem is None else (None, None)
         )
+        _refresh_check_states(instance, console)
     if report:
         console.say(f"Market report: {report}")
     location, counts = _table_counts()
@@ -532,6 +533,22 @@ def _unexplained_failures(ran: Runs, dates: dict[str, dict[date, str]]) -> list[
             f" failed: {_one_line(outcome.failures)}"
         )
     return problems
+
+
+def _refresh_check_states(instance: dg.DagsterInstance, console: Console) -> None:
+    """Bring the check states the event log keeps up to date with these runs, so that the UI's
+    first view after the command does not compute them (flower_assets/check_state_checkpoint)."""
+    from flower_assets.check_state_checkpoint import CheckpointedCheckState, refresh_location
+
+    if not isinstance(instance.event_log_storage, CheckpointedCheckState):
+        return
+    try:
+        refresh_location(instance)
+    except Exception as exc:
+        console.warn(
+            f"The check states the UI shows were not brought up to date "
+            f"({type(exc).__name__}: {exc}); the UI computes them when first opened."
+        )
 
 
 def _not_loaded(days: list[date]) -> dict[date, str]:

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -89,6 +90,10 @@ def test_dagsters_step_lines_go_to_a_log_file_unless_verbose(tmp_path, home):
     assert run_id in logged
     counts, _ = summary(done.stdout)
     assert counts == {"loaded": 2, "unchanged": 0, "blocked": 0, "failed": 0}
+    # The check states the UI shows are stored up to date: its first view computes nothing.
+    with sqlite3.connect(home / "event_log.db") as db:
+        kept = {name for (name,) in db.execute("SELECT check_name FROM flower_asset_check_state")}
+    assert {"answer_complete", "auction_date_loaded", "chain_consistent"} <= kept, kept
 
     # --verbose: Dagster's lines on the terminal (stderr), no log file.
     verbose = cli(tmp_path, home, "--from", "2024-05-10", "--to", "2024-05-10", "--verbose")
