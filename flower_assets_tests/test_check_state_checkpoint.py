@@ -29,7 +29,7 @@ from flower_assets.check_state_checkpoint import CHECKPOINTS, CheckpointedCheckS
 from .check_state_history import HistoryWriter
 from .conftest import REPO
 
-SEEDS_PER_BACKEND = 14
+SEEDS_PER_BACKEND = 20
 STEPS = 24
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 # Partition keys the histories use: two days before the definition starts (never valid), and
