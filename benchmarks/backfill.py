@@ -87,7 +87,7 @@ import yaml
 from prototypes import PROTOTYPES
 
 from flower_assets import settings
-from flower_assets.defs.assets import BACKFILL_POLICY
+from flower_assets.defs.dated import BACKFILL_POLICY
 from flower_assets.defs.resources import AtApiResource
 from flower_assets.sample.days import answer
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply

@@ -45,7 +45,8 @@ def main() -> int:
     from prototypes import PROTOTYPES
 
     from flower_assets.cli import local_instance, materialize_range
-    from flower_assets.defs.assets import BACKFILL_POLICY, flower_auction_assets
+    from flower_assets.defs.auction.assets import flower_auction_assets
+    from flower_assets.defs.dated import BACKFILL_POLICY
 
     for name in args.prototype:
         PROTOTYPES[name]()

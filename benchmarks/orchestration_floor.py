@@ -4,7 +4,7 @@
 
 Chained trivial daily-partitioned assets (like the four flower_auction assets), each with
 `--checks` partitioned asset checks whose evaluations are logged per partition (as
-flower_assets.defs.checks does in a multi-date run), backfilled in ranged runs of the project's
+flower_assets.defs.judging does in a multi-date run), backfilled in ranged runs of the project's
 `max_partitions_per_run` on a fresh DagsterInstance configured as the repo's dagster.yaml, in
 process. No API, no warehouse:
 the wall time is the floor under any backfill of that shape, and per_partition_run_s / floor
@@ -29,7 +29,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from flower_assets.defs.assets import BACKFILL_POLICY
+from flower_assets.defs.dated import BACKFILL_POLICY
 
 
 # No `from __future__ import annotations` here: Dagster inspects the context annotation at

@@ -97,7 +97,7 @@ from backfill import (
 from ui_graphql import PAGES, UI_QUERIES, Target, ui_document
 from ui_prototypes import PROTOTYPES
 
-from flower_assets.defs.assets import flower_auction_assets
+from flower_assets.defs.auction.assets import flower_auction_assets
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.sample.market import day_items
 from flower_assets.source.categories import Category

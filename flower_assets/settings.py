@@ -202,3 +202,8 @@ def validate() -> None:
     correction_days()
     max_rejected_share()
     event_batch_size()
+
+
+def is_live() -> bool:
+    """Live (a service key set: the aT API) or sample mode (the package's generated data)."""
+    return env(API_KEY_ENV) is not None

@@ -17,8 +17,8 @@ import psycopg2
 import pytest
 import yaml
 
-from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.checks import flower_auction_checks
+from flower_assets.defs.auction.assets import flower_auction_assets
+from flower_assets.defs.auction.checks import flower_auction_checks
 from flower_assets.defs.resources import (
     AtApiResource,
     PriceIndexSettings,

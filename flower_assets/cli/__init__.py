@@ -146,9 +146,9 @@ def check_warehouse() -> None:
 
 
 def _chunk_size() -> int:
-    from flower_assets.defs import assets
+    from flower_assets.defs import dated
 
-    return assets.BACKFILL_POLICY.max_partitions_per_run or 1
+    return dated.BACKFILL_POLICY.max_partitions_per_run or 1
 
 
 def _short(error) -> str:
@@ -407,7 +407,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _materialize(start: date, end: date, console: Console, stop: Stop) -> int:
-    from flower_assets.defs.assets import API_POOL
+    from flower_assets.defs.auction.assets import API_POOL
     from flower_assets.defs.partitions import date_chunks
     from flower_assets.steps.report import dates_between
 
@@ -612,16 +612,15 @@ def _build_market(
     instance: dg.DagsterInstance, asked: list[date], size: int, console: Console, stop: Stop
 ) -> tuple[Runs, str | None]:
     """Build the market tables of `asked` and of every stale date; why not, if a run failed."""
-    from flower_assets.defs.partitions import date_chunks
-    from flower_assets.steps.market import market_dates
+    from flower_assets.defs.market.plan import plan_market
     from flower_assets.warehouse.database import Warehouse
 
     base = settings.index_base_date()
     built = Runs()
     for attempt in range(MARKET_ROUNDS):
         with Warehouse.open(settings.database_url()) as warehouse:
-            dates = market_dates(warehouse, base, asked if attempt == 0 else [])
-        if not dates:
+            market = plan_market(warehouse, base, asked if attempt == 0 else []).runs
+        if not market:
             return built, None
         if attempt and (loading := _other_auction_runs(instance)):
             console.say(
@@ -629,10 +628,9 @@ def _build_market(
                 "the market tables they reach when it ends."
             )
             return built, None
-        market = date_chunks(dates[0], dates[-1], size)
         again = " again: another run changed auction records meanwhile" if attempt else ""
         console.say(
-            f"Building the market tables of {_span(dates[0], dates[-1])} in {len(market)} "
+            f"Building the market tables of {_span(market[0][0], market[-1][1])} in {len(market)} "
             f"run{'s' if len(market) > 1 else ''}{again}."
         )
         ran = _run_chunks(instance, MARKET_JOB, market, console, stop)

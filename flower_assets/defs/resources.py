@@ -146,7 +146,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 @dg.definitions
 def resources() -> dg.Definitions:
     """The resources of the code location, read from the environment when it loads."""
-    from flower_assets.defs.sensors import AlertResource
+    from flower_assets.defs.alerting.sensors import AlertResource
 
     return dg.Definitions(
         resources={

@@ -1,7 +1,7 @@
 """Which integrity rules guard each table: their names, what they say, severity, blocking.
 
 The rules themselves are the functions of `integrity.py`; Dagster's checks are built from this
-catalog in `flower_assets.defs.checks`, and the raw step decides with `blocked_by` whether a
+catalog in `flower_assets.defs.judging`, and the raw step decides with `blocked_by` whether a
 date may load.
 """
 

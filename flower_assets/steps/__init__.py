@@ -2,6 +2,7 @@
 
 Each step is an object holding what a run shares (the warehouse, the API, what is stored) with
 one method, `load(day) -> DateReport`: it computes and writes the date inside its batch-log row
-and reports what the date now holds. `flower_assets.defs.assets.each_auction_date` is the one
-loop that calls it for every date of a run and records each report in Dagster.
+and reports what the date now holds. `flower_assets.defs.auction.assets.AuctionUnit` (and
+the market layer's `flower_market`) call it for every date of a run and record each report in
+Dagster (`flower_assets.defs.dated.record`).
 """

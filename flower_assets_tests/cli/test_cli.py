@@ -306,10 +306,10 @@ def in_process_cli(tmp_path, monkeypatch):
 @pytest.fixture
 def chunks_of_three(monkeypatch):
     """A backfill policy of 3 dates a run, so that a sample week takes several runs."""
-    import flower_assets.defs.assets
+    import flower_assets.defs.dated
 
     monkeypatch.setattr(
-        flower_assets.defs.assets,
+        flower_assets.defs.dated,
         "BACKFILL_POLICY",
         dg.BackfillPolicy.multi_run(max_partitions_per_run=3),
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 import flower_assets
-from flower_assets.defs.assets import GROUP
+from flower_assets.defs.auction.assets import GROUP
 from flower_assets.defs.partitions import auction_date_partitions
 
 defs = dg.Definitions.merge(

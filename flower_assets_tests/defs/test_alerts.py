@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
-from flower_assets.defs import sensors
-from flower_assets.defs.alerts import (
+from flower_assets.defs.alerting import sensors
+from flower_assets.defs.alerting.alerts import (
     AlertCursor,
     CheckOutcome,
     DeliveryFailed,
@@ -30,8 +30,8 @@ from flower_assets.defs.alerts import (
     run_failure_alert,
     run_partitions,
 )
-from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.sensors import AlertResource, build_alert_sensor
+from flower_assets.defs.alerting.sensors import AlertResource, build_alert_sensor
+from flower_assets.defs.auction.assets import flower_auction_assets
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets_tests.conftest import TEST_KEY, Market, item, materialize

@@ -9,8 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.checks import bidding_checks, raw_checks
+from flower_assets.defs.auction.assets import flower_auction_assets
+from flower_assets.defs.auction.checks import bidding_checks, raw_checks
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets.warehouse.database import Warehouse

@@ -9,8 +9,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from flower_assets.defs.assets import flower_auction_assets, flower_market, market_inputs
-from flower_assets.defs.checks import flower_auction_checks, market_checks
+from flower_assets.defs.auction.assets import flower_auction_assets
+from flower_assets.defs.auction.checks import flower_auction_checks
+from flower_assets.defs.market.assets import flower_market, market_inputs
+from flower_assets.defs.market.checks import market_checks
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
 from flower_assets.steps.market import market_dates

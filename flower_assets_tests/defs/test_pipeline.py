@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from flower_assets.definitions import defs
-from flower_assets.defs.assets import flower_auction_assets
+from flower_assets.defs.auction.assets import flower_auction_assets
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.categories import Category
 from flower_assets_tests.conftest import (

@@ -9,11 +9,12 @@ import dagster as dg
 import polars as pl
 
 from flower_assets.cli import main as cli_main
-from flower_assets.definitions import defs, flower_auction_job
-from flower_assets.defs.assets import flower_auction_assets
-from flower_assets.defs.checks import flower_auction_checks
+from flower_assets.definitions import defs
+from flower_assets.defs.auction.assets import flower_auction_assets
+from flower_assets.defs.auction.checks import flower_auction_checks
+from flower_assets.defs.auction.jobs import flower_auction_job
+from flower_assets.defs.auction.schedules import build_daily_schedule, dates_for_tick
 from flower_assets.defs.resources import AtApiResource
-from flower_assets.defs.schedules import build_daily_schedule, dates_for_tick
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.cache import estimate_backfill, kst_today
 from flower_assets.source.categories import Category

@@ -193,7 +193,7 @@ def test_a_connection_killed_mid_write_rolls_the_date_back_and_a_rerun_converges
 CHILD = r"""
 import json, os, sys, time
 import dagster as dg
-from flower_assets.defs.assets import flower_auction_assets
+from flower_assets.defs.auction.assets import flower_auction_assets
 from flower_assets.defs.resources import AtApiResource, PriceIndexSettings, QuarantineThreshold, WarehouseResource
 from flower_assets.warehouse.database import PostgresWarehouse, SqliteWarehouse, Warehouse
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import dagster as dg
 
 from flower_assets import settings
+from flower_assets.defs.auction.jobs import flower_auction_job
 from flower_assets.defs.partitions import SEOUL_TIMEZONE
 from flower_assets.source.correction_window import correction_window, latest_auction_date
 from flower_assets.source.errors import SEOUL
@@ -51,3 +52,6 @@ def build_daily_schedule(
             )
 
     return daily_auction_schedule
+
+
+daily_schedule = build_daily_schedule(flower_auction_job, settings.correction_days())

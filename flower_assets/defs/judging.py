@@ -27,37 +27,17 @@ from flower_assets.defs.resources import (
     QuarantineThreshold,
     WarehouseResource,
 )
-from flower_assets.market.prices import RECORD_COLUMNS
-from flower_assets.quality import integrity, market
 from flower_assets.quality.catalog import (
-    BIDDING_CHECKS,
-    BUILT_ON_CURRENT_HISTORY,
-    CATEGORY_PRICE_INDEX_CHECKS,
-    DAILY_ITEM_PRICES_CHECKS,
-    FLOWER_TYPES_CHECKS,
-    FLOWERS_CHECKS,
-    RAW_CHECKS,
-    VARIETY_PRICE_CHANGES_CHECKS,
     Check,
 )
 from flower_assets.quality.integrity import Outcome
-from flower_assets.source.cache import answer_pages
-from flower_assets.steps.market import MarketHistory
 from flower_assets.steps.report import LOAD_FAILED, no_auction, working_on
-from flower_assets.transform import unchanged
-from flower_assets.transform.quarantine import split_loadable
-from flower_assets.transform.raw import item_fields
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     BIDDING,
-    CATEGORY_PRICE_INDEX,
-    DAILY_ITEM_PRICES,
     FLOWER_TYPES,
     FLOWERS,
     RAW,
-    REJECTED,
-    VARIETY_PRICE_CHANGES,
-    Table,
 )
 
 
@@ -78,129 +58,9 @@ Judge = Callable[
 ]
 
 
-def judge_raw(
-    context: JudgeContext,
-    wh: Warehouse,
-    days: list[date],
-    settings: CheckSettings,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
-    """The raw rules of each date. A date this run fetched was judged by the raw step when it
-    stored the answer (its upload log keeps the outcomes): reported as judged, not decoded
-    again. Any other run (flower_checks_job, a checks-only launch) judges the stored rows."""
-    judged = judged_by_run(wh.upload_logs(days[0], days[-1], judged=True), context.run.run_id)
-    calendar = wh.rows_per_date_and_category(RAW, integrity.history_window_start(days[0]), days[-1])
-    for day in days:
-        if day in judged:
-            yield day, judged[day]
-            continue
-        decoded = item_fields(wh.read_partition(RAW, day))
-        _, rejected = split_loadable(decoded)
-        pages, repeated = answer_pages(wh, day)
-        earlier = calendar.filter(pl.col("auction_date") < day)
-        yield (
-            day,
-            integrity.judge_raw(
-                day, decoded, rejected, earlier, settings.max_rejected_share, pages, repeated
-            ),
-        )
-
-
-def judged_by_run(uploads: pl.DataFrame, run_id: str) -> dict[date, dict[str, Outcome]]:
-    """The raw rules' outcomes on each date's stored answer, where `run_id` fetched and judged
-    it: its upload is the date's latest that stored an answer."""
-    stored = unchanged.latest_stored_uploads(uploads)
-    return {
-        day: integrity.outcomes_from_json(text)
-        for day, run, text in stored.select("auction_date", "run_id", "raw_checks").rows()
-        if run == run_id and text is not None
-    }
-
-
-def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
-    def judge(
-        context: JudgeContext,
-        wh: Warehouse,
-        days: list[date],
-        settings: CheckSettings,
-    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
-        master = wh.read_table(table)
-        twins = integrity.lookalike_twins(master, scope)  # a property of the whole master
-        traded = by_date(wh.traded_varieties(days[0], days[-1]))
-        empty = pl.Series(id_column, [], dtype=pl.Int64)
-        for day in days:
-            referenced = traded[day][id_column].unique() if day in traded else empty
-            yield (
-                day,
-                {
-                    "no_lookalike_names": integrity.lookalike_names(twins, scope, referenced),
-                    "seen_dates_match_records": integrity.seen_dates_match_records(
-                        master, referenced, day
-                    ),
-                },
-            )
-
-    return judge
-
-
 def by_date(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
     """The rows of each auction date, split once instead of filtered per date."""
     return {key[0]: part for key, part in frame.partition_by("auction_date", as_dict=True).items()}
-
-
-def labels(items: pl.DataFrame, varieties: pl.DataFrame) -> pl.DataFrame:
-    """flower_id -> category, item and variety names, for check samples a person can read."""
-    return varieties.join(items, left_on="flower_type_id", right_on="id").select(
-        pl.col("id").alias("flower_id"),
-        "flower_gubn",
-        pl.col("name_right").alias("item"),
-        pl.col("name").alias("variety"),
-    )
-
-
-def judge_bidding(
-    context: JudgeContext,
-    wh: Warehouse,
-    days: list[date],
-    settings: CheckSettings,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
-    named = labels(wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS))
-    # Price history for the anomaly rule reaches back before the first date.
-    records = wh.read_range(
-        BIDDING, integrity.history_window_start(days[0]), days[-1], BIDDING.columns
-    ).join(named, on="flower_id", how="left")
-    history = records.select("auction_date", "flower_id", "grade", "avg_price")
-    stored = by_date(records)
-    raw = by_date(wh.rows_per_date_and_category(RAW, days[0], days[-1]))
-    rejected = by_date(wh.rows_per_date_and_category(REJECTED, days[0], days[-1]))
-    not_loaded = {
-        **failed_loads(context.instance, days),
-        **unchanged.not_loaded(days, *wh.batch_logs(days[0], days[-1])),
-    }
-
-    def per_category(counts: dict[date, pl.DataFrame], day: date) -> dict[str, int]:
-        return dict(counts[day].select("flower_gubn", "rows").rows()) if day in counts else {}
-
-    for day in days:
-        today = stored.get(day, records.clear())
-        window = history.filter(
-            pl.col("auction_date").is_between(integrity.history_window_start(day), day, "left")
-        )
-        yield (
-            day,
-            {
-                "auction_date_loaded": integrity.date_loaded(
-                    day, not_loaded.get(day), today.height
-                ),
-                "prices_ordered": integrity.prices_ordered(today),
-                "totals_consistent": integrity.totals_consistent(today),
-                "reconciles_with_raw": integrity.reconciles(
-                    per_category(raw, day),
-                    dict(today.group_by("flower_gubn").len().rows()),
-                    per_category(rejected, day),
-                ),
-                "price_anomalies": integrity.price_anomalies(today, window, day),
-            },
-        )
 
 
 def markdown_table(frame: pl.DataFrame) -> str:
@@ -468,118 +328,3 @@ def build_checks_job(judged: list[AssetChecks]) -> dg.JobDefinition:
             build_judge_op(each)()
 
     return flower_checks_job
-
-
-def _judge_against_records(
-    table: Table, check: str, rule: Callable[[pl.DataFrame, pl.DataFrame], Outcome]
-) -> Judge:
-    """A market table's rule against the date's auction records, as the market step reads them."""
-
-    def judge(
-        context: JudgeContext,
-        wh: Warehouse,
-        days: list[date],
-        settings: CheckSettings,
-    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
-        records = by_date(wh.read_sql("market_records", (days[0], days[-1]), RECORD_COLUMNS))
-        stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
-        no_records = pl.DataFrame(schema=RECORD_COLUMNS)
-        for day in days:
-            today = stored.get(day, table.empty())
-            yield day, {check: rule(today, records.get(day, no_records))}
-
-    return judge
-
-
-def with_history(judge: Judge) -> Judge:
-    """A market table's rules, and whether each date is built on its current history."""
-
-    def judged(
-        context: JudgeContext,
-        wh: Warehouse,
-        days: list[date],
-        settings: CheckSettings,
-    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
-        history = MarketHistory.read(wh, settings.index_base)
-        for day, outcomes in judge(context, wh, days, settings):
-            built = market.built_on_current_history(
-                history.current.get(day), history.built.get(day), history.built_by.get(day)
-            )
-            yield day, {BUILT_ON_CURRENT_HISTORY.name: built, **outcomes}
-
-    return judged
-
-
-def judge_price_index(
-    context: JudgeContext,
-    wh: Warehouse,
-    days: list[date],
-    settings: CheckSettings,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
-    index = wh.read_table(CATEGORY_PRICE_INDEX).sort("auction_date")
-    for day in days:
-        today = index.filter(pl.col("auction_date") == day)
-        before = index.filter(pl.col("auction_date") < day).group_by("flower_gubn").last()
-        yield (
-            day,
-            {
-                "chain_consistent": market.chain_consistent(today, before),
-                "links_rest_on_enough_volume": market.matched_share(today),
-            },
-        )
-
-
-RAW_JUDGED = AssetChecks(RAW.name, RAW_CHECKS, judge_raw)
-FLOWER_TYPES_JUDGED = AssetChecks(
-    FLOWER_TYPES.name,
-    FLOWER_TYPES_CHECKS,
-    _judge_master("flower_type_id", FLOWER_TYPES, "flower_gubn"),
-)
-FLOWERS_JUDGED = AssetChecks(
-    FLOWERS.name, FLOWERS_CHECKS, _judge_master("flower_id", FLOWERS, "flower_type_id")
-)
-BIDDING_JUDGED = AssetChecks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
-ITEM_PRICES_JUDGED = AssetChecks(
-    DAILY_ITEM_PRICES.name,
-    DAILY_ITEM_PRICES_CHECKS,
-    with_history(
-        _judge_against_records(
-            DAILY_ITEM_PRICES, "reconciles_with_records", market.prices_reconcile
-        )
-    ),
-)
-PRICE_CHANGES_JUDGED = AssetChecks(
-    VARIETY_PRICE_CHANGES.name,
-    VARIETY_PRICE_CHANGES_CHECKS,
-    with_history(
-        _judge_against_records(
-            VARIETY_PRICE_CHANGES, "covers_every_record", market.changes_cover_records
-        )
-    ),
-)
-PRICE_INDEX_JUDGED = AssetChecks(
-    CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, with_history(judge_price_index)
-)
-
-raw_checks = build_asset_checks(RAW_JUDGED)
-# The masters' first/last seen dates are judged against the records, so after bidding_flowers.
-flower_types_checks = build_asset_checks(FLOWER_TYPES_JUDGED, additional_deps=(BIDDING.name,))
-flowers_checks = build_asset_checks(FLOWERS_JUDGED, additional_deps=(BIDDING.name,))
-bidding_checks = build_asset_checks(BIDDING_JUDGED)
-item_prices_checks = build_asset_checks(ITEM_PRICES_JUDGED)
-price_changes_checks = build_asset_checks(PRICE_CHANGES_JUDGED)
-price_index_checks = build_asset_checks(PRICE_INDEX_JUDGED)
-market_checks = [item_prices_checks, price_changes_checks, price_index_checks]
-flower_auction_checks = [raw_checks, flower_types_checks, flowers_checks, bidding_checks]
-
-flower_checks_job = build_checks_job(
-    [
-        RAW_JUDGED,
-        FLOWER_TYPES_JUDGED,
-        FLOWERS_JUDGED,
-        BIDDING_JUDGED,
-        ITEM_PRICES_JUDGED,
-        PRICE_CHANGES_JUDGED,
-        PRICE_INDEX_JUDGED,
-    ]
-)

@@ -18,7 +18,6 @@ Dagster's sensor timeout, after which the tick (and every cursor update made in 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 
@@ -26,7 +25,7 @@ import dagster as dg
 from pydantic import Field
 
 from flower_assets import settings
-from flower_assets.defs.alerts import (
+from flower_assets.defs.alerting.alerts import (
     Alert,
     AlertCursor,
     CheckOutcome,
@@ -37,10 +36,10 @@ from flower_assets.defs.alerts import (
     run_failure_alert,
     run_partitions,
 )
-from flower_assets.defs.assets import BACKFILL_POLICY, flower_auction_assets, flower_market
-from flower_assets.defs.partitions import date_chunks
-from flower_assets.defs.resources import PriceIndexSettings, WarehouseResource
-from flower_assets.steps.market import MarketHistory
+from flower_assets.defs.auction.assets import flower_auction_assets
+from flower_assets.defs.auction.jobs import flower_auction_job
+from flower_assets.defs.market.assets import flower_market
+from flower_assets.defs.market.jobs import flower_market_job
 
 RUN_OUTCOMES = (
     dg.DagsterEventType.RUN_SUCCESS,
@@ -309,109 +308,7 @@ def build_alert_sensor(
     return flower_alerts
 
 
-# Runs of these statuses may still change the auction records or the market tables.
-_ACTIVE = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-# The tables whose runs the market sensor waits for: the auction assets and the market tables.
-_WRITTEN = frozenset(
-    {key for asset in flower_auction_assets for key in asset.keys} | set(flower_market.keys)
+flower_alerts = build_alert_sensor(
+    {key for asset in flower_auction_assets for key in asset.keys} | set(flower_market.keys),
+    {flower_auction_job.name, flower_market_job.name},
 )
-
-
-def writes_tables(run: dg.DagsterRun, jobs: set[str]) -> bool:
-    """Whether a run writes auction or market tables: one of `jobs`, or any run (a UI
-    Materialize runs as `__ASSET_JOB`) whose asset selection includes one of them."""
-    if run.job_name in jobs:
-        return True
-    if run.asset_selection is not None:
-        return bool(run.asset_selection & _WRITTEN)
-    # No selection recorded: every asset of the job, which for the implicit job is all of them.
-    return run.job_name.startswith("__ASSET_JOB")
-
-
-def build_market_sensor(
-    auction_job: dg.UnresolvedAssetJobDefinition, market_job: dg.UnresolvedAssetJobDefinition
-) -> dg.SensorDefinition:
-    """Keep every market date built on its current history, whatever changed it."""
-
-    @dg.sensor(
-        name="market_after_auctions",
-        job=market_job,
-        minimum_interval_seconds=30,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="When auction records changed (any run, any order: a first load of an "
-        "earlier date, a correction, a removal) and no run that writes auction or market tables "
-        "(flower_auction_job, flower_market_job, a Materialize from the UI) is under way, "
-        "builds every stale market date, from the first to the last, in runs of at most 100 "
-        "dates.",
-    )
-    def market_after_auctions(
-        context: dg.SensorEvaluationContext,
-        warehouse: WarehouseResource,
-        price_index: PriceIndexSettings,
-    ) -> list[dg.RunRequest] | dg.SkipReason:
-        busy = next(
-            (
-                run
-                for run in context.instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE))
-                if writes_tables(run, {auction_job.name, market_job.name})
-            ),
-            None,
-        )
-        if busy is not None:
-            written = sorted(
-                key.to_user_string() for key in (busy.asset_selection or frozenset()) & _WRITTEN
-            )
-            what = ", ".join(written) if written else "auction or market tables"
-            return dg.SkipReason(
-                f"waiting for run {busy.run_id} of {busy.job_name} (it writes {what}) to end "
-                "before building the market tables"
-            )
-        with warehouse.open() as wh:
-            history = MarketHistory.read(wh, price_index.base())
-        stale = history.stale()
-        if not stale:
-            return dg.SkipReason("every market date is built on its current auction records")
-        # One request per state of the history: a failed build is not retried in a loop.
-        state = hashlib.sha256(
-            "".join(f"{day}{history.current.get(day)}" for day in stale).encode()
-        ).hexdigest()[:16]
-        size = BACKFILL_POLICY.max_partitions_per_run or len(stale)
-        return [
-            dg.RunRequest(
-                run_key=f"{state}:{first}",
-                tags={
-                    "dagster/asset_partition_range_start": first.isoformat(),
-                    "dagster/asset_partition_range_end": last.isoformat(),
-                },
-            )
-            for first, last in date_chunks(stale[0], stale[-1], size)
-        ]
-
-    return market_after_auctions
-
-
-def build_report_sensor(
-    market_job: dg.UnresolvedAssetJobDefinition, report_job: dg.UnresolvedAssetJobDefinition
-) -> dg.RunStatusSensorDefinition:
-    """After each successful market run: write the market report again."""
-
-    @dg.run_status_sensor(
-        name="report_after_market",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[market_job],
-        request_job=report_job,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After each successful flower_market_job run, writes the market report of "
-        "the last year again.",
-    )
-    def report_after_market(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-        return dg.RunRequest(run_key=context.dagster_run.run_id)
-
-    return report_after_market
