@@ -198,8 +198,6 @@ class AlertCursor:
 
     @classmethod
     def parse(cls, raw: str) -> AlertCursor:
-        if raw.strip().isdigit():  # the cursor of earlier versions: a plain storage id
-            return cls(after=int(raw))
         data = json.loads(raw)
         return cls(
             after=int(data["after"]),
