@@ -1,4 +1,7 @@
-"""The market report: the risers-and-fallers rule by hand, and the page in headless Chromium.
+"""The market report's page: what it says, how it is built, and the page in headless Chromium.
+
+The numbers of each section (the risers-and-fallers rule, the seasonal windows, …) are tested on
+their own in test_report_data.py.
 
 The browser test renders the report of a crafted market (2024-02-01 … 2024-05-31, so both
 seasonal peaks are in it), opens the file with every network request refused, and checks that
@@ -9,9 +12,11 @@ tables hold the expected rows and that the Korean names are on the page. Chromiu
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from datetime import date, timedelta
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -20,12 +25,7 @@ import pytest
 from flower_assets.market.coverage import Coverage, NothingLoaded
 from flower_assets.market.price_index import chain_links, index_values
 from flower_assets.market.prices import RECORD_COLUMNS, daily_item_prices, variety_price_changes
-from flower_assets.market.report import (
-    CHART_JS_VERSION,
-    movers,
-    render_report,
-    seasonal_windows,
-)
+from flower_assets.market.report import CHART_JS_VERSION, render_report, static_file
 
 CHROMIUM = "/usr/bin/chromium"
 FIRST, LAST = date(2024, 2, 1), date(2024, 5, 31)
@@ -115,116 +115,6 @@ def report_frames(records: pl.DataFrame, first: date, last: date):
     return index, daily_item_prices(records, days), variety_price_changes(records, days)
 
 
-# ---------------------------------------------------------------------------------------------
-# The rule, by hand
-
-
-def change(day: date, flower_id: int, grade: str, quantity: int, price: int, gubn="절화"):
-    return {
-        "auction_date": day,
-        "flower_gubn": gubn,
-        "item_name": "장미",
-        "flower_id": flower_id,
-        "variety_name": f"v{flower_id}",
-        "grade": grade,
-        "quantity": quantity,
-        "avg_price": price,
-    }
-
-
-def test_risers_and_fallers_rule_by_hand():
-    first, last = date(2024, 3, 1), date(2024, 3, 31)  # fortnights 03-01…03-14, 03-18…03-31
-    early, early2, late, late2 = (
-        date(2024, 3, 4),
-        date(2024, 3, 11),
-        date(2024, 3, 25),
-        date(2024, 3, 29),
-    )
-    middle = date(2024, 3, 15)  # in neither fortnight
-    rows = [
-        # Each fortnight's median quantity in 절화 is 40 bundles.
-        # 1: 10 @ 1,000 and 30 @ 2,000 → 1,750; then 40 @ 2,100 → +20%.
-        change(early, 1, "특", 10, 1_000),
-        change(early2, 1, "특", 30, 2_000),
-        change(late, 1, "특", 40, 2_100),
-        # 2: +50%, more volume than 3 (+50% too): the tie goes to 2.
-        change(early, 2, "특", 50, 1_000),
-        change(late, 2, "특", 50, 1_500),
-        change(early, 3, "특", 40, 1_000),
-        change(late2, 3, "특", 40, 1_500),
-        # 4: −25%.
-        change(early, 4, "특", 40, 2_000),
-        change(late, 4, "특", 40, 1_500),
-        # 5: +400% on one bundle a fortnight: under the median.
-        change(early, 5, "특", 1, 1_000),
-        change(late, 5, "특", 1, 5_000),
-        # 6: busy only at the start (2 bundles at the end are under the median): not ranked.
-        change(early, 6, "특", 50, 1_000),
-        change(late, 6, "특", 2, 9_000),
-        # 7: no trade in the last fortnight (the middle does not count).
-        change(early, 7, "특", 50, 1_000),
-        change(middle, 7, "특", 50, 3_000),
-        # 8: unchanged: neither a riser nor a faller.
-        change(early, 8, "특", 40, 1_000),
-        change(late, 8, "특", 40, 1_000),
-        # Another category with its own median: 2 pots at 50,000 → 60,000 qualify there.
-        change(early, 9, "특", 2, 50_000, gubn="난"),
-        change(late, 9, "특", 2, 60_000, gubn="난"),
-        # …but a single pot never does (MIN_QUANTITY), even as its category's median.
-        change(early, 10, "특", 1, 50_000, gubn="춘란"),
-        change(late, 10, "특", 1, 90_000, gubn="춘란"),
-    ]
-    frame = pl.DataFrame(rows)
-    table = movers(frame, first, last, top=2)
-
-    def ranked(gubn, direction):
-        own = table.filter(flower_gubn=gubn, direction=direction).sort("rank")
-        return list(zip(own["variety_name"], own["change_pct"].round(2), strict=True))
-
-    assert ranked("절화", "rise") == [("v2", 50.0), ("v3", 50.0)]  # top=2 cuts v1
-    assert ranked("절화", "fall") == [("v4", -25.0)]
-    assert ranked("난", "rise") == [("v9", 20.0)]
-    assert table.filter(flower_gubn="춘란").is_empty()
-    full = movers(frame, first, last)
-    v1 = full.filter(variety_name="v1").row(0, named=True)
-    assert (v1["start_price"], v1["end_price"], v1["change"], v1["rank"]) == (1_750, 2_100, 350, 3)
-    assert (v1["start_quantity"], v1["end_quantity"]) == (40, 40)
-    # A short period compares its halves; a single day compares nothing.
-    short = movers(frame, date(2024, 3, 4), date(2024, 3, 11))
-    # 03-04…03-07 against 03-08…03-11: only v1 trades in both, under the median at first.
-    assert short.is_empty()
-    assert movers(frame, early, early).is_empty()
-
-
-def test_seasonal_windows_follow_the_period():
-    both = seasonal_windows(FIRST, LAST)
-    assert [(p.key, p.peak_start, p.peak_end, p.start, p.end, p.partial) for p in both] == [
-        # February and two weeks either side, clipped: the period starts on 02-01.
-        ("graduation-2024", date(2024, 2, 1), date(2024, 2, 29), FIRST, date(2024, 3, 14), True),
-        # The run-up week to May 8, and two weeks either side.
-        (
-            "parents-day-2024",
-            date(2024, 5, 1),
-            date(2024, 5, 8),
-            date(2024, 4, 17),
-            date(2024, 5, 22),
-            False,
-        ),
-    ]
-    assert seasonal_windows(date(2024, 6, 1), date(2024, 12, 31)) == []
-    assert seasonal_windows(date(2024, 5, 9), date(2025, 1, 31)) == []  # May 8 itself is needed
-    (clipped,) = seasonal_windows(date(2024, 5, 1), date(2024, 5, 10))
-    assert (clipped.start, clipped.end, clipped.partial) == (
-        date(2024, 5, 1),
-        date(2024, 5, 10),
-        True,
-    )
-    assert [p.key for p in seasonal_windows(date(2023, 5, 1), date(2024, 2, 10))] == [
-        "parents-day-2023",
-        "graduation-2024",
-    ]
-
-
 def test_a_period_without_peaks_says_so():
     records = crafted_records()
     first, last = date(2024, 3, 4), date(2024, 3, 29)
@@ -232,6 +122,70 @@ def test_a_period_without_peaks_says_so():
     assert 'id="no-season"' in page and "covers neither" in page
     assert "https://" not in page.split("<script>", 1)[0]  # no link before the library
     assert f"Chart.js v{CHART_JS_VERSION}" in page and "sourceMappingURL" not in page
+
+
+def test_names_from_the_api_are_escaped_and_cannot_end_the_data_block():
+    hostile = '<b>장미</b> & "co" </script>'
+    records = crafted_records().with_columns(
+        pl.when(pl.col("variety_name") == "레드")
+        .then(pl.lit(hostile))
+        .otherwise(pl.col("variety_name"))
+        .alias("variety_name")
+    )
+    page = render_report(*report_frames(records, FIRST, LAST), FIRST, LAST)
+    assert "&lt;b&gt;장미&lt;/b&gt; &amp; &#34;co&#34; &lt;/script&gt;" in page  # a riser
+    assert "<b>장미</b>" not in page
+    # The page has its three scripts (data, Chart.js, report.js) and no other end of one.
+    assert page.count("</script>") == 3
+
+
+def test_the_page_inlines_its_css_and_javascript_package_files_as_they_are():
+    records = crafted_records()
+    page = render_report(*report_frames(records, FIRST, LAST), FIRST, LAST)
+    css, script = static_file("report.css"), static_file("report.js")
+    assert f"<style>{css}</style>" in page and f"<script>{script}</script>" in page
+    # Standalone files: no template or Python placeholders in them (the data comes as JSON).
+    for text in (css, script):
+        assert not re.search(r"\{\{|\{%|\{#|%\(|FONTS", text)
+    assert '<script type="application/json" id="report-data">{"charts":' in page
+
+
+HTML_TAG = re.compile(
+    r"</?(html|head|body|header|footer|section|div|span|p|b|i|small|code|h[1-6]|ul|ol|li|"
+    r"table|thead|tbody|tr|th|td|canvas|script|style|meta|title|br|a)\b[^<>]*>",
+    re.IGNORECASE,
+)
+CSS_RULE = re.compile(r"[\w.#:-]+\s*\{[^{}]*\b[a-z-]+\s*:[^{};]+;[^{}]*\}")
+JAVASCRIPT = re.compile(r"\bfunction\s*\(|=>\s*[{(]|\bdocument\.|\bconst\s+\w+\s*=|\bnew Chart\(")
+
+
+def test_no_python_module_holds_html_css_or_javascript():
+    """The page is in report_templates/ (templates, report.css, report.js); Python holds none of
+    it, not even an attribute. Docstrings may name elements (`<script>`); strings may not."""
+    package = Path(str(resources.files("flower_assets")))
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if id(node) in docstrings:
+                    continue
+                for kind, pattern in (("HTML", HTML_TAG), ("CSS", CSS_RULE), ("JS", JAVASCRIPT)):
+                    if pattern.search(node.value):
+                        found.append(f"{path.relative_to(package)}:{node.lineno}: {kind}")
+            if isinstance(node, ast.JoinedStr):  # f-strings: their literal parts
+                text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+                if HTML_TAG.search(text):
+                    found.append(f"{path.relative_to(package)}:{node.lineno}: HTML")
+    assert found == []
 
 
 def test_a_period_without_trades_renders_notes_instead_of_charts():
