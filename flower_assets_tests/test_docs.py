@@ -432,3 +432,34 @@ def test_the_reference_check_catches_stale_names(text: str, problem: str) -> Non
 def test_the_reference_check_accepts_real_names(text: str) -> None:
     problems = [_problem(ref) for ref in _references("docs/probe.md", text)]
     assert not any(problems), problems
+
+
+# Built from parts, so that this file does not cite them itself.
+_OUTSIDE = re.compile("|".join(("\\.\\./" + "shared/", "the API " + "notes", "/work/" + "shared")))
+
+
+def test_nothing_cites_notes_outside_the_repository() -> None:
+    """Code and docs cite docs/ (docs/at-api.md for the API's facts), never notes beside the repo."""
+    found = [
+        f"{path}:{number}: {line.strip()}"
+        for path in _tracked()
+        if path.suffix in (".py", ".md", ".yaml", ".toml") and path.name != "CHANGELOG.md"
+        for number, line in enumerate(
+            (REPO / path).read_text(encoding="utf-8", errors="replace").splitlines(), start=1
+        )
+        if _OUTSIDE.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_the_docs_pages_the_code_cites_exist() -> None:
+    # docs.py writes the generated pages; this file names pages that must not exist.
+    skip = {Path("flower_assets/docs.py"), Path(__file__).relative_to(REPO)}
+    cited = {
+        (path, page)
+        for path in _tracked()
+        if path.suffix == ".py" and path not in skip
+        for page in re.findall(r"docs/[\w.-]+\.md", (REPO / path).read_text(encoding="utf-8"))
+    }
+    missing = sorted(f"{path} cites {page}" for path, page in cited if not (REPO / page).is_file())
+    assert not missing, "\n".join(missing)

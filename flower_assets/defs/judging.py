@@ -4,7 +4,7 @@ Each asset's checks are one partitioned `@multi_asset_check` step. It runs after
 the same run, or on its own for chosen dates (a launch with only checks selected, as the UI's
 Execute sends it), reading the warehouse. It logs one evaluation per check and auction date,
 each pointing at that date's latest materialization: Dagster's check state counts an evaluation
-for a date only then (see ../shared/dagster-notes.md), whatever the run's range. The rules
+for a date only then (docs/architecture.md, Dagster facts), whatever the run's range. The rules
 themselves are the pure functions of `integrity.py`.
 
 `flower_checks_job` judges every check again for dates picked in the UI. It is an op job, one

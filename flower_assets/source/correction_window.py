@@ -1,7 +1,7 @@
 """The correction window: which auction dates the source may still change, so are re-fetched.
 
 The aT server rebuilds its daily table for saleDate−3 … saleDate on every daily data send (see
-the API notes), so an auction date D can change until the send three days after it. The daily
+docs/at-api.md), so an auction date D can change until the send three days after it. The daily
 run on KST day T fetches the latest date T−1 and the `correction_days` dates before it; with the
 default 3, D is fetched on the mornings of D+1 … D+4, the last time after the send of D+3, so
 its final figures are stored. Outside the window a date's cached answer is replayed at no cost.
