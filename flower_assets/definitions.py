@@ -12,6 +12,9 @@ import dagster as dg
 
 from flower_assets import settings
 
+# Every setting checked before anything reads one: a refused value stops the location with the
+# line `flower-assets` prints for it, not with a traceback from deep in the resources.
+settings.validate()
 # Dagster's event batching, in every process that runs this location's code (a run's planned
 # events and each ranged output's materializations stored in one transaction per batch): set
 # here because every run process loads this module first (settings.apply_event_batching).

@@ -1,33 +1,26 @@
-"""Environment variables the platform reads, with their defaults (see README)."""
+"""Every environment variable the platform reads, declared once: name, type, default, meaning.
+
+Each setting is a `Setting`: called, it returns its typed value (the default when the variable
+is unset or empty) or raises `BadSetting` with one line naming the variable, the value and what
+is expected. `validate()` reads them all; the CLI calls it before it starts anything and the code
+location when it loads (flower_assets/definitions.py), so both refuse the same values with the
+same line. `settings_page()` writes docs/settings.md from these declarations.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 
-API_KEY_ENV = "FLOWER_API_KEY"
-API_BASE_URL_ENV = "FLOWER_API_BASE_URL"
-DATABASE_URL_ENV = "FLOWER_DATABASE_URL"
-START_DATE_ENV = "FLOWER_START_DATE"
-INDEX_BASE_DATE_ENV = "FLOWER_INDEX_BASE_DATE"
-MAX_REJECTED_SHARE_ENV = "FLOWER_MAX_REJECTED_SHARE"
-CORRECTION_DAYS_ENV = "FLOWER_CORRECTION_DAYS"
-DAILY_QUOTA_ENV = "FLOWER_API_DAILY_QUOTA"
-PAGE_SIZE_ENV = "FLOWER_API_PAGE_SIZE"
-ALERT_WEBHOOK_URL_ENV = "FLOWER_ALERT_WEBHOOK_URL"
-UI_BASE_URL_ENV = "FLOWER_UI_BASE_URL"
-# Dagster's own: events a run's process hands to the event log together (0: one by one).
-EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
-# A 100-date run plans 4 x 100 materializations and 15 checks: one batch.
-DEFAULT_EVENT_BATCH_SIZE = 500
-DEFAULT_UI_BASE_URL = "http://127.0.0.1:3000"
+T = TypeVar("T")
 
-DEFAULT_API_BASE_URL = "https://flower.at.or.kr/api/returnData.api"
-DEFAULT_START_DATE = "2018-01-01"
 # Without DAGSTER_HOME the repo-local instance of dagster.yaml lives in .dagster_home/ too.
 LOCAL_HOME = Path(".dagster_home")
 WAREHOUSE_FILE_NAME = "flower_warehouse.sqlite"
@@ -35,71 +28,266 @@ WAREHOUSE_FILE_NAME = "flower_warehouse.sqlite"
 DAGSTER_HOME_VALUE = {"env": "DAGSTER_HOME"}
 
 
-def ui_base_url() -> str:
-    """The Dagster UI's address, for links in alerts and metadata."""
-    return (env(UI_BASE_URL_ENV) or DEFAULT_UI_BASE_URL).rstrip("/")
+class BadSetting(ValueError):
+    """A setting's value is refused; the message is one line naming the variable."""
 
 
-def env(name: str) -> str | None:
+def _env(name: str) -> str | None:
     """An environment variable, with an empty value treated as unset."""
     value = os.environ.get(name, "").strip()
     return value or None
 
 
-def sample_mode() -> bool:
-    """True without FLOWER_API_KEY: the synthetic market's sample days stand in for the API."""
-    return env(API_KEY_ENV) is None
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable: its name, what it means, its default and the values it takes."""
+
+    variable: str
+    meaning: str
+    # The value of a set variable; raises ValueError for a value the setting refuses.
+    parse: Callable[[str], T]
+    # What `parse` takes, in words with an example, for the refusal: "must be <expected>".
+    expected: str
+    default: T
+    # For a default that depends on other settings (DAGSTER_HOME); `default` is then unused.
+    default_factory: Callable[[], T] | None = None
+    # How docs/settings.md shows the default, where the default itself says too little.
+    shown_default: str | None = None
+    # How a refused value is quoted: never with a password in it.
+    quote: Callable[[str], str] = repr
+
+    def __call__(self) -> T:
+        raw = _env(self.variable)
+        if raw is None:
+            return self.default_factory() if self.default_factory else self.default
+        try:
+            return self.parse(raw)
+        except ValueError:
+            raise BadSetting(f"{self.variable}={self.quote(raw)} must be {self.expected}") from None
+
+    def is_set(self) -> bool:
+        return _env(self.variable) is not None
+
+    def problem(self) -> str | None:
+        """The one-line refusal of the variable's value; None when it is taken."""
+        try:
+            self()
+        except BadSetting as exc:
+            return str(exc)
+        return None
+
+    def default_text(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        return f"`{self.default}`"
 
 
-def api_base_url() -> str:
-    """The aT API endpoint: an http(s) URL with a host, refused otherwise (never retried)."""
-    raw = env(API_BASE_URL_ENV) or DEFAULT_API_BASE_URL
-    try:
-        parts = urlsplit(raw)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port that is no number
-    except ValueError:  # e.g. an unclosed IPv6 bracket or a port that is no number
-        parts, host = None, None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
-        raise ValueError(
-            f"{API_BASE_URL_ENV}={raw!r} must be an http(s) URL with a host, "
-            f"e.g. {DEFAULT_API_BASE_URL}"
-        )
+def _text(raw: str) -> str:
     return raw
 
 
-def start_date() -> date:
-    raw = env(START_DATE_ENV) or DEFAULT_START_DATE
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{START_DATE_ENV}={raw!r} is not a YYYY-MM-DD date") from None
+def _iso_date(raw: str) -> date:
+    return date.fromisoformat(raw)
 
 
-def index_base_date() -> date | None:
-    """The date on which the category price index is 100; None: each category's first date."""
-    raw = env(INDEX_BASE_DATE_ENV)
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{INDEX_BASE_DATE_ENV}={raw!r} is not a YYYY-MM-DD date") from None
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not raw.isdigit() or int(raw) < minimum:
+            raise ValueError(raw)
+        return int(raw)
+
+    return parse
 
 
-def reports_dir() -> Path:
-    """Where the market report asset writes its HTML files: reports/ in the instance directory."""
-    return (Path(env("DAGSTER_HOME") or LOCAL_HOME) / "reports").resolve()
+def _share(raw: str) -> float:
+    share = float(raw)
+    if not 0 <= share <= 1:
+        raise ValueError(raw)
+    return share
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(raw)
+    return raw
+
+
+def _ui_url(raw: str) -> str:
+    return _http_url(raw).rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    scheme = raw.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in ("sqlite", "postgresql", "postgres") or "://" not in raw:
+        raise ValueError(raw)
+    return raw
+
+
+def _masked(raw: str) -> str:
+    # Imported only to refuse a value: the warehouse's module is heavier than the settings'.
+    from flower_assets.warehouse.database import display_url
+
+    return repr(display_url(raw))
+
+
+def _home(raw: str) -> Path:
+    return Path(raw)
 
 
 def default_database_url() -> str:
     """SQLite file under $DAGSTER_HOME, or under ./.dagster_home when it is unset."""
-    home = Path(env("DAGSTER_HOME") or LOCAL_HOME)
-    return f"sqlite:///{home / WAREHOUSE_FILE_NAME}"
+    return f"sqlite:///{(dagster_home() or LOCAL_HOME) / WAREHOUSE_FILE_NAME}"
 
 
-def database_url() -> str:
-    return env(DATABASE_URL_ENV) or default_database_url()
+api_key: Setting[str | None] = Setting(
+    "FLOWER_API_KEY",
+    "aT service key: live mode, the aT API. Unset: sample mode, the synthetic market's sample "
+    "days (2024-02-01 to 2024-08-31) through the same client, paging and parsing code. A "
+    "warehouse keeps to the source that filled it first.",
+    _text,
+    "an aT service key",
+    None,
+    shown_default="unset: sample mode",
+)
+api_base_url: Setting[str] = Setting(
+    "FLOWER_API_BASE_URL",
+    "The aT API's address (point it at a fake server for testing).",
+    _http_url,
+    "an http(s) URL with a host, e.g. https://flower.at.or.kr/api/returnData.api",
+    "https://flower.at.or.kr/api/returnData.api",
+)
+database_url: Setting[str] = Setting(
+    "FLOWER_DATABASE_URL",
+    "The warehouse: `sqlite:///path`, or `postgresql://user:pw@host:port/db` for PostgreSQL.",
+    _database_url,
+    "sqlite:///path or postgresql://user:pw@host:port/db",
+    "",
+    default_factory=default_database_url,
+    shown_default=f"`sqlite:///$DAGSTER_HOME/{WAREHOUSE_FILE_NAME}`",
+    quote=_masked,
+)
+start_date: Setting[date] = Setting(
+    "FLOWER_START_DATE",
+    "The first auction-date partition in live mode.",
+    _iso_date,
+    "a YYYY-MM-DD date, e.g. 2018-01-01",
+    date(2018, 1, 1),
+)
+index_base_date: Setting[date | None] = Setting(
+    "FLOWER_INDEX_BASE_DATE",
+    "Where `category_price_index` is 100: each category's first auction date on or after it. "
+    "Changing it rescales every index value: rebuild the market tables after a change.",
+    _iso_date,
+    "a YYYY-MM-DD date, e.g. 2024-01-01, or unset",
+    None,
+    shown_default="unset: each category's first auction date",
+)
+max_rejected_share: Setting[float] = Setting(
+    "FLOWER_MAX_REJECTED_SHARE",
+    "Largest share of an auction date's rows that may be quarantined before the blocking check "
+    "keeps the date out of the normalized tables.",
+    _share,
+    "a share between 0 and 1, e.g. 0.01",
+    0.01,
+)
+correction_days: Setting[int] = Setting(
+    "FLOWER_CORRECTION_DAYS",
+    "Dates before the latest auction date (KST) that are always re-fetched for late "
+    "corrections, never served from the cache; the daily schedule re-runs them.",
+    _whole_number(0),
+    "a whole number, e.g. 3",
+    3,
+)
+daily_quota: Setting[int] = Setting(
+    "FLOWER_API_DAILY_QUOTA",
+    "Calls per KST day the key may make (1,000 unless aT raised it on request); a call beyond "
+    "it is refused (QuotaExceeded), never made.",
+    _whole_number(1),
+    "a whole number of at least 1, e.g. 1000",
+    1000,
+)
+page_size: Setting[int] = Setting(
+    "FLOWER_API_PAGE_SIZE",
+    "Rows asked for per API call (countPerPage); keep it above the busiest day: a larger day "
+    "is walked page by page and verified with one more call.",
+    _whole_number(1),
+    "a whole number of at least 1, e.g. 5000",
+    5000,
+)
+alert_webhook_url: Setting[str | None] = Setting(
+    "FLOWER_ALERT_WEBHOOK_URL",
+    "Slack-compatible webhook for failed checks and failed runs.",
+    _http_url,
+    "an http(s) URL with a host, e.g. https://hooks.slack.com/services/…",
+    None,
+    shown_default="unset: alerts are logged only",
+    # A webhook's path is its secret.
+    quote=lambda raw: "(hidden)",
+)
+ui_base_url: Setting[str] = Setting(
+    "FLOWER_UI_BASE_URL",
+    "The Dagster UI's address, for links in alerts and metadata.",
+    _ui_url,
+    "an http(s) URL with a host, e.g. https://dagster.internal",
+    "http://127.0.0.1:3000",
+)
+event_batch_size: Setting[int] = Setting(
+    "DAGSTER_EVENT_BATCH_SIZE",
+    "Dagster's own: events a run's process stores in one batch (0: one by one, Dagster's "
+    "default). A 100-date run plans 4 x 100 materializations and 15 checks: one batch.",
+    _whole_number(0),
+    "a whole number, e.g. 500",
+    500,
+)
+dagster_home: Setting[Path | None] = Setting(
+    "DAGSTER_HOME",
+    "Dagster's instance directory: runs, events, schedules, logs, reports and the default "
+    "warehouse. Dagster's own commands need it set (`DAGSTER_HOME=$PWD/.dagster_home`).",
+    _home,
+    "a directory",
+    None,
+    shown_default="unset: `flower-assets` uses `./.dagster_home`, configured by `./dagster.yaml`",
+)
+
+# In the order docs/settings.md lists them.
+SETTINGS: tuple[Setting, ...] = (
+    api_key,
+    api_base_url,
+    database_url,
+    start_date,
+    index_base_date,
+    correction_days,
+    page_size,
+    daily_quota,
+    max_rejected_share,
+    alert_webhook_url,
+    ui_base_url,
+    event_batch_size,
+    dagster_home,
+)
+
+
+def problems() -> list[str]:
+    """The one-line refusal of every setting whose value is refused."""
+    return [problem for setting in SETTINGS if (problem := setting.problem())]
+
+
+def validate() -> None:
+    """Read every setting: BadSetting names each refused one, one line each, joined by '; '."""
+    if found := problems():
+        raise BadSetting("; ".join(found))
+
+
+def is_live() -> bool:
+    """Live (a service key set: the aT API) or sample mode (the package's generated data)."""
+    return api_key.is_set()
+
+
+def reports_dir() -> Path:
+    """Where the market report asset writes its HTML files: reports/ in the instance directory."""
+    return ((dagster_home() or LOCAL_HOME) / "reports").resolve()
 
 
 def local_instance_config(config: Path, home: Path) -> dict | None:
@@ -122,55 +310,6 @@ def local_instance_config(config: Path, home: Path) -> dict | None:
     return in_home(yaml.safe_load(config.read_text()) or {})
 
 
-def max_rejected_share() -> float:
-    raw = env(MAX_REJECTED_SHARE_ENV) or "0.01"
-    try:
-        share = float(raw)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise ValueError(
-            f"{MAX_REJECTED_SHARE_ENV}={raw!r} must be a share between 0 and 1, e.g. 0.01"
-        )
-    return share
-
-
-def _whole_number(name: str, default: int) -> int:
-    raw = env(name) or str(default)
-    if not raw.isdigit():
-        raise ValueError(f"{name}={raw!r} must be a whole number, e.g. {default}")
-    return int(raw)
-
-
-def correction_days() -> int:
-    """How many days before the latest auction day are re-fetched for late corrections."""
-    return _whole_number(CORRECTION_DAYS_ENV, 3)
-
-
-def daily_quota() -> int:
-    """Calls the aT key may make per KST day (1,000 unless raised on request)."""
-    quota = _whole_number(DAILY_QUOTA_ENV, 1000)
-    if quota < 1:
-        raise ValueError(
-            f"{DAILY_QUOTA_ENV}={env(DAILY_QUOTA_ENV)!r} must be at least 1, e.g. 1000"
-        )
-    return quota
-
-
-def page_size() -> int:
-    """Rows asked for per API call (countPerPage); one page per category and date is safest."""
-    size = _whole_number(PAGE_SIZE_ENV, 5000)
-    if size < 1:
-        raise ValueError(f"{PAGE_SIZE_ENV}={env(PAGE_SIZE_ENV)!r} must be at least 1, e.g. 5000")
-    return size
-
-
-def event_batch_size() -> int:
-    """Events Dagster stores in one batch (a run's planned events, a ranged output's
-    materializations); 0 stores each event by itself, Dagster's default."""
-    return _whole_number(EVENT_BATCH_SIZE_ENV, DEFAULT_EVENT_BATCH_SIZE)
-
-
 def apply_event_batching() -> None:
     """Turn Dagster's event batching on in this process, unless its environment says otherwise.
 
@@ -185,25 +324,24 @@ def apply_event_batching() -> None:
     location: the planned events of the runs they create are stored one by one unless their
     environment sets the variable too.
     """
-    os.environ[EVENT_BATCH_SIZE_ENV] = str(event_batch_size())
+    os.environ[event_batch_size.variable] = str(event_batch_size())
 
 
-def validate() -> None:
-    """Read every setting once: the first bad one raises ValueError naming its variable.
+def settings_page() -> str:
+    """docs/settings.md: every setting's variable, default and meaning."""
+    rows = "\n".join(f"| `{s.variable}` | {s.default_text()} | {s.meaning} |" for s in SETTINGS)
+    return f"""# Settings
 
-    The CLI calls this before it starts anything; the code location reads the same functions
-    when it builds its resources, so both refuse a bad value with the same message.
-    """
-    start_date()
-    database_url()
-    api_base_url()
-    daily_quota()
-    page_size()
-    correction_days()
-    max_rejected_share()
-    event_batch_size()
+<!-- Generated from flower_assets/settings.py by `uv run python -m flower_assets.docs`. -->
 
+Every setting is an environment variable, read by the `flower-assets` command and by the code
+location (`dagster dev`, the webserver, the daemon's runs). Set them in the shell or in the
+service unit that starts those processes; an empty value counts as unset. `flower-assets`
+checks them all before it starts anything and exits with code 2 and one line per refused value,
+naming the variable, the value and what is expected; the code location refuses the same values
+with the same line when it loads. The service key's value is never shown.
 
-def is_live() -> bool:
-    """Live (a service key set: the aT API) or sample mode (the package's generated data)."""
-    return env(API_KEY_ENV) is not None
+| variable | default | meaning |
+| --- | --- | --- |
+{rows}
+"""

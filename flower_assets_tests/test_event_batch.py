@@ -90,7 +90,7 @@ RANGE = {
 
 @pytest.fixture
 def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Path]]:
-    monkeypatch.delenv(settings.EVENT_BATCH_SIZE_ENV, raising=False)
+    monkeypatch.delenv(settings.event_batch_size.variable, raising=False)
     yield {name: tmp_path / name for name in ("source", "one_by_one", "batched")}
 
 
@@ -317,14 +317,14 @@ PROBE = "import os, flower_assets.definitions; print(os.environ['DAGSTER_EVENT_B
 
 @pytest.mark.parametrize(
     ("given", "applied"),
-    [(None, str(settings.DEFAULT_EVENT_BATCH_SIZE)), ("0", "0"), ("lots", None)],
+    [(None, str(settings.event_batch_size.default)), ("0", "0"), ("lots", None)],
 )
 def test_loading_the_code_location_applies_batching_unless_told_otherwise(
     given, applied, tmp_path
 ) -> None:
     extra = {"DAGSTER_HOME": str(tmp_path)}
     if given is not None:
-        extra[settings.EVENT_BATCH_SIZE_ENV] = given
+        extra[settings.event_batch_size.variable] = given
     done = subprocess.run(
         [sys.executable, "-c", PROBE], env=clean_env(**extra), capture_output=True, text=True
     )

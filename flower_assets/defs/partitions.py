@@ -20,7 +20,7 @@ SEOUL_TIMEZONE = "Asia/Seoul"
 
 def partition_bounds() -> tuple[date, date | None]:
     """The first auction-date partition and the last one (None: yesterday in Seoul)."""
-    if settings.sample_mode():
+    if not settings.is_live():
         return SAMPLE_PERIOD
     return settings.start_date(), None
 
@@ -29,9 +29,13 @@ def partitions_label() -> str:
     """Where the auction-date partitions run, in words, for messages that refuse a date."""
     first, last = partition_bounds()
     if last is not None:
-        return f"the sample period {first} to {last} (set {settings.API_KEY_ENV} for live dates)"
+        return (
+            f"the sample period {first} to {last} (set {settings.api_key.variable} for live dates)"
+        )
     yesterday = auction_date_partitions.get_last_partition_key() or "yesterday"
-    return f"{first} ({settings.START_DATE_ENV}) to {yesterday} (yesterday in {SEOUL_TIMEZONE})"
+    return (
+        f"{first} ({settings.start_date.variable}) to {yesterday} (yesterday in {SEOUL_TIMEZONE})"
+    )
 
 
 def _partitions() -> dg.DailyPartitionsDefinition:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -15,34 +16,33 @@ from flower_assets.source.client import AtFlowerClient, RetryPolicy
 from flower_assets.warehouse.database import LIVE_SOURCE, SAMPLE_SOURCE, Warehouse, display_url
 
 
+def from_setting(setting: settings.Setting) -> Any:
+    """A resource field whose default and description are the setting's own."""
+    return Field(default=setting.default, description=f"{setting.meaning} ({setting.variable})")
+
+
 class AtApiResource(dg.ConfigurableResource):
     """The aT flower-auction API. Without a service key it serves the sample days of the synthetic market."""
 
     service_key: str | None = Field(
-        default=None, description="aT service key; unset: FLOWER_API_KEY from the environment"
+        default=None, description=f"aT service key; unset: {settings.api_key.variable}"
     )
     base_url: str | None = Field(
-        default=None, description="unset: FLOWER_API_BASE_URL, or the aT API's address"
+        default=None,
+        description=f"unset: {settings.api_base_url.variable}, or {settings.api_base_url.default}",
     )
-    page_size: int = Field(
-        default=5000, description="countPerPage: rows asked for per call (FLOWER_API_PAGE_SIZE)"
-    )
+    page_size: int = from_setting(settings.page_size)
     timeout_s: float = Field(default=60.0, description="Read timeout per call, seconds")
     max_attempts: int = Field(default=5, description="Calls per page before giving up")
     backoff_s: float = Field(default=0.5, description="First retry delay; doubles each attempt")
-    daily_quota: int = Field(
-        default=1000, description="Calls per KST day the key may make (FLOWER_API_DAILY_QUOTA)"
-    )
-    correction_days: int = Field(
-        default=3,
-        description="Dates this close to today are always re-fetched, never served from the cache (FLOWER_CORRECTION_DAYS)",
-    )
+    daily_quota: int = from_setting(settings.daily_quota)
+    correction_days: int = from_setting(settings.correction_days)
 
     # A field not given in run config still comes from the environment: a partial resource
     # config (say only page_size) must never turn a live deployment into sample mode.
     @property
     def key(self) -> str | None:
-        return self.service_key or settings.env(settings.API_KEY_ENV)
+        return self.service_key or settings.api_key()
 
     @property
     def url(self) -> str:
@@ -50,7 +50,8 @@ class AtApiResource(dg.ConfigurableResource):
 
     @property
     def sample_mode(self) -> bool:
-        return not self.key
+        # A key given in the run config counts as well as the environment's.
+        return not (self.service_key or settings.is_live())
 
     @property
     def source(self) -> str:
@@ -71,7 +72,9 @@ class AtApiResource(dg.ConfigurableResource):
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse database (FLOWER_DATABASE_URL): a SQLite file by default, or PostgreSQL."""
 
-    url: str = Field(description="sqlite:///path or postgresql://user:pw@host:port/db")
+    url: str = Field(
+        description=f"{settings.database_url.meaning} ({settings.database_url.variable})"
+    )
 
     @property
     def location(self) -> str:
@@ -94,11 +97,7 @@ class WarehouseResource(dg.ConfigurableResource):
 class QuarantineThreshold(dg.ConfigurableResource):
     """How much of an auction date may be quarantined before the date is blocked."""
 
-    max_rejected_share: float = Field(
-        default=0.01,
-        description="Largest share of an auction date's rows that may be quarantined before "
-        "rejected_share_within_threshold fails and blocks downstream assets (FLOWER_MAX_REJECTED_SHARE)",
-    )
+    max_rejected_share: float = from_setting(settings.max_rejected_share)
 
 
 class PriceIndexSettings(dg.ConfigurableResource):
@@ -106,33 +105,32 @@ class PriceIndexSettings(dg.ConfigurableResource):
 
     base_date: str | None = Field(
         default=None,
-        description="YYYY-MM-DD: the index is 100 on each category's first auction date on or "
-        "after it; unset: on each category's first auction date (FLOWER_INDEX_BASE_DATE)",
+        description=f"YYYY-MM-DD; unset: each category's first auction date. "
+        f"{settings.index_base_date.meaning} ({settings.index_base_date.variable})",
     )
 
     def base(self) -> date | None:
         return date.fromisoformat(self.base_date) if self.base_date else None
 
 
-def _from_env(name: str, default: str) -> str | dg.EnvVar:
-    # EnvVar keeps the value itself out of the UI's resource config; unset falls back to default.
-    return dg.EnvVar(name) if settings.env(name) else default
+def from_env(setting: settings.Setting, value: object) -> object:
+    """A set variable as EnvVar, which keeps the value itself out of the UI's resource config
+    and every run's job snapshot; `value` (the setting's default) when it is unset."""
+    return dg.EnvVar(setting.variable) if setting.is_set() else value
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources as the environment configures them (settings.validate() has taken it)."""
     return {
         "at_api": AtApiResource(
-            service_key=dg.EnvVar(settings.API_KEY_ENV)
-            if settings.env(settings.API_KEY_ENV)
-            else None,
-            # Read once through settings, which refuses a value that is no http(s) URL.
-            base_url=_from_env(settings.API_BASE_URL_ENV, settings.api_base_url()),
+            service_key=from_env(settings.api_key, None),
+            base_url=from_env(settings.api_base_url, settings.api_base_url()),
             page_size=settings.page_size(),
             daily_quota=settings.daily_quota(),
             correction_days=settings.correction_days(),
         ),
         "warehouse": WarehouseResource(
-            url=_from_env(settings.DATABASE_URL_ENV, settings.default_database_url())
+            url=from_env(settings.database_url, settings.database_url())
         ),
         "quarantine_threshold": QuarantineThreshold(
             max_rejected_share=settings.max_rejected_share()
@@ -152,10 +150,8 @@ def resources() -> dg.Definitions:
         resources={
             **default_resources(),
             "alerts": AlertResource(
-                webhook_url=dg.EnvVar(settings.ALERT_WEBHOOK_URL_ENV)
-                if settings.env(settings.ALERT_WEBHOOK_URL_ENV)
-                else None,
-                ui_base_url=settings.env(settings.UI_BASE_URL_ENV) or settings.DEFAULT_UI_BASE_URL,
+                webhook_url=from_env(settings.alert_webhook_url, None),
+                ui_base_url=settings.ui_base_url(),
             ),
         }
     )

@@ -61,12 +61,13 @@ POST_TIMEOUT_S = 5.0
 
 class AlertResource(dg.ConfigurableResource):
     webhook_url: str | None = Field(
-        default=None,
-        description="Slack-compatible webhook (FLOWER_ALERT_WEBHOOK_URL); unset: log only",
+        default=settings.alert_webhook_url.default,
+        description=f"{settings.alert_webhook_url.meaning} Unset: the sensor's log only "
+        f"({settings.alert_webhook_url.variable})",
     )
     ui_base_url: str = Field(
-        default=settings.DEFAULT_UI_BASE_URL,
-        description="Dagster UI address for run links (FLOWER_UI_BASE_URL)",
+        default=settings.ui_base_url.default,
+        description=f"{settings.ui_base_url.meaning} ({settings.ui_base_url.variable})",
     )
     attempts: int = Field(default=3, description="Delivery attempts per alert within one tick")
     timeout_s: float = Field(default=POST_TIMEOUT_S, description="HTTP timeout per attempt")
@@ -242,7 +243,7 @@ class _Tick:
         return True
 
     def _send(self, alert: Alert) -> None:
-        payload = alert.payload(self.alerts.ui_base_url, settings.env(settings.API_KEY_ENV))
+        payload = alert.payload(self.alerts.ui_base_url, settings.api_key())
         if not self.alerts.webhook_url:
             self.context.log.warning(f"alert (FLOWER_ALERT_WEBHOOK_URL unset): {payload['text']}")
             return

@@ -32,7 +32,7 @@ def build_daily_schedule(
         execution_timezone=SEOUL_TIMEZONE,
         # Sample mode has nothing new to fetch each day; with a key the platform runs itself.
         default_status=dg.DefaultScheduleStatus.RUNNING
-        if settings.env(settings.API_KEY_ENV)
+        if settings.is_live()
         else dg.DefaultScheduleStatus.STOPPED,
         description=f"Every day at 07:00 KST: the latest auction date and the {correction_days} before it, "
         "all re-fetched from the API (the source rebuilds the last 3 days on every send); unchanged "
