@@ -4,8 +4,9 @@ Each asset's checks are one partitioned `@multi_asset_check` step. It runs after
 the same run, or on its own for chosen dates (a launch with only checks selected, as the UI's
 Execute sends it), reading the warehouse. It logs one evaluation per check and auction date,
 each pointing at that date's latest materialization: Dagster's check state counts an evaluation
-for a date only then (docs/architecture.md, Dagster facts), whatever the run's range. The rules
-themselves are the pure functions of `integrity.py`.
+for a date only then (docs/architecture.md, Dagster facts), whatever the run's range. The checks
+are declared in `flower_assets.quality.catalog`; a judge gives their outcomes per date, keyed by
+declaration.
 
 `flower_checks_job` judges every check again for dates picked in the UI. It is an op job, one
 op per asset, because the UI offers its date picker ("Launch backfill…" on the Partitions tab)
@@ -27,9 +28,7 @@ from flower_assets.defs.resources import (
     QuarantineThreshold,
     WarehouseResource,
 )
-from flower_assets.quality.catalog import (
-    Check,
-)
+from flower_assets.quality.catalog import CHECKS, ERROR, Check
 from flower_assets.quality.integrity import Outcome
 from flower_assets.steps.report import LOAD_FAILED, no_auction, working_on
 from flower_assets.warehouse.database import Warehouse
@@ -54,7 +53,7 @@ JudgeContext = dg.AssetCheckExecutionContext | dg.OpExecutionContext
 
 Judge = Callable[
     [JudgeContext, Warehouse, list[date], CheckSettings],
-    Iterator[tuple[date, dict[str, Outcome]]],
+    Iterator[tuple[date, dict[Check, Outcome]]],
 ]
 
 
@@ -147,10 +146,9 @@ def failed_loads(instance: dg.DagsterInstance, days: list[date]) -> dict[date, s
 
 @dataclass(frozen=True)
 class AssetChecks:
-    """An asset's checks and their judge: what its check step and flower_checks_job run."""
+    """An asset's judge: what its check step and flower_checks_job run for its checks."""
 
     asset: str
-    checks: tuple[Check, ...]
     judge: Judge
 
     @property
@@ -158,8 +156,8 @@ class AssetChecks:
         return dg.AssetKey(self.asset)
 
     @property
-    def names(self) -> list[str]:
-        return [check.name for check in self.checks]
+    def checks(self) -> tuple[Check, ...]:
+        return CHECKS[self.asset]
 
     def evaluate(
         self,
@@ -167,16 +165,13 @@ class AssetChecks:
         warehouse: WarehouseResource,
         settings: CheckSettings,
         days: list[date],
-        selected: list[str],
+        selected: list[Check],
         failing: list[tuple[date, str]],
     ) -> Iterator[dg.AssetCheckEvaluation]:
         """One evaluation per selected check and date, aimed at the date's latest materialization.
 
         Appends to `failing` each date that fails a check that fails the run (auction_date_loaded).
         """
-        severity = {check.name: dg.AssetCheckSeverity(check.severity) for check in self.checks}
-        fails_run = {check.name for check in self.checks if check.fails_run}
-        judges_empty = {check.name for check in self.checks if check.judges_empty_dates}
         targets = latest_materializations(
             context.instance, self.asset_key, [day.isoformat() for day in days]
         )
@@ -186,24 +181,20 @@ class AssetChecks:
         ):
             held = set(wh.rows_per_date_and_category(RAW, days[0], days[-1])["auction_date"])
             for day, outcomes in self.judge(context, wh, days, settings):
-                for name in selected:
-                    outcome = outcomes[name]
-                    if outcome.passed and day not in held and name not in judges_empty:
+                for check in selected:
+                    outcome = outcomes[check]
+                    if outcome.passed and day not in held and not check.judges_empty_dates:
                         outcome = Outcome(True, f"{no_auction(day)}: nothing to check")
-                    if not outcome.passed and name in fails_run:
+                    if not outcome.passed and check.fails_run:
                         failing.append((day, outcome.metadata.get("cause", outcome.summary)))
                     if not outcome.passed:
-                        log = (
-                            context.log.error
-                            if severity[name] == dg.AssetCheckSeverity.ERROR
-                            else context.log.warning
-                        )
-                        log(f"{self.asset} {day}: check {name} failed: {outcome.summary}")
+                        log = context.log.error if check.severity == ERROR else context.log.warning
+                        log(f"{self.asset} {day}: check {check.name} failed: {outcome.summary}")
                     yield dg.AssetCheckEvaluation(
                         asset_key=self.asset_key,
-                        check_name=name,
+                        check_name=check.name,
                         passed=outcome.passed,
-                        severity=severity[name],
+                        severity=dg.AssetCheckSeverity(check.severity),
                         metadata=_metadata(outcome),
                         description=outcome.summary,
                         partition=day.isoformat(),
@@ -232,7 +223,7 @@ def build_asset_checks(
     """One step that judges the asset's checks for each auction date of its run."""
     asset = judged.asset
     specs = {
-        check.name: dg.AssetCheckSpec(
+        check: dg.AssetCheckSpec(
             check.name,
             asset=asset,
             description=check.full_description,
@@ -262,14 +253,16 @@ def build_asset_checks(
                 "its Partitions tab."
             )
         days = auction_dates(context)
-        selected = [key.name for key in context.selected_asset_check_keys if key.name in specs]
+        selected = [
+            check for check, spec in specs.items() if spec.key in context.selected_asset_check_keys
+        ]
         failing: list[tuple[date, str]] = []
         settings = check_settings(quarantine_threshold, price_index)
         yield from judged.evaluate(context, warehouse, settings, days, selected, failing)
         # The check outputs: they order downstream steps after blocking checks (per-date
         # blocking itself is in the assets' upload-log gate).
-        for name in selected:
-            yield dg.Output(None, output_name=specs[name].get_python_identifier())
+        for check in selected:
+            yield dg.Output(None, output_name=specs[check].get_python_identifier())
         if failing:
             # After every evaluation and output: the run ends failed, nothing else is held back.
             raise not_loaded(failing, warehouse.location)
@@ -303,7 +296,7 @@ def build_judge_op(judged: AssetChecks) -> dg.OpDefinition:
         settings = check_settings(quarantine_threshold, price_index)
         # Yielded, not logged with context.log_event: Dagster flushes logged events only at the
         # op's next yield or its end, so the failure below would drop them.
-        yield from judged.evaluate(context, warehouse, settings, days, judged.names, failing)
+        yield from judged.evaluate(context, warehouse, settings, days, list(judged.checks), failing)
         if failing:
             raise not_loaded(failing, warehouse.location)
 

@@ -1,12 +1,9 @@
-"""Pure integrity checks on polars frames: each returns an Outcome a person can act on.
-
-The Dagster glue in `checks.py` turns outcomes into partitioned asset-check evaluations.
+"""The auction tables' rules, pure functions on polars frames: each returns an Outcome a
+person can act on, and is named like the check it decides (its declaration is in `catalog.py`).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -18,7 +15,7 @@ from flower_assets.source.categories import KOREAN_NAMES
 from flower_assets.source.envelope import ITEM_FIELDS, KEY_FIELDS
 from flower_assets.source.market_calendar import public_holiday
 from flower_assets.transform.names import canonical_name
-from flower_assets.transform.raw import item_fields, rows_per_category
+from flower_assets.transform.raw import item_fields
 
 SAMPLE_ROWS = 10
 NAME_KEYS = ("pumName", "goodName", "lvNm")
@@ -30,9 +27,10 @@ ANOMALY_Z = 5.0
 ANOMALY_MIN_RATIO = 2.0
 # A flat history has MAD 0; its spread is taken to be at least this share of the median.
 ANOMALY_MAD_FLOOR = 0.015
-# About 0.08% of published records have min > avg (settlement rounding, see the API notes): a
-# price rule fails only when more of a date's records break it than this, so a normal day is
-# green and a broken feed (swapped or scaled columns) is red.
+# The share of published records that have min > avg (settlement rounding, docs/at-api.md)...
+PUBLISHED_INVERTED_SHARE = 0.0008
+# ... so a price rule fails only when more of a date's records break it than this: a normal day
+# is green and a broken feed (swapped or scaled columns) is red.
 PRICE_RULE_TOLERATED_SHARE = 0.005
 # expected_auction_day looks back this many same weekdays.
 WEEKDAY_LOOKBACK = 8
@@ -45,33 +43,6 @@ class Outcome:
     summary: str
     metadata: dict[str, Any] = field(default_factory=dict)
     sample: pl.DataFrame | None = None
-
-
-def outcomes_json(outcomes: dict[str, Outcome]) -> str:
-    """Outcomes as JSON text, to be stored with what they judged (`outcomes_from_json`)."""
-    return json.dumps(
-        {
-            name: {
-                "passed": outcome.passed,
-                "summary": outcome.summary,
-                "metadata": outcome.metadata,
-                "sample": None if outcome.sample is None else outcome.sample.write_json(),
-            }
-            for name, outcome in outcomes.items()
-        },
-        ensure_ascii=False,
-        default=str,
-    )
-
-
-def outcomes_from_json(text: str) -> dict[str, Outcome]:
-    def sample(frame: str | None) -> pl.DataFrame | None:
-        return None if frame is None else pl.read_json(io.StringIO(frame))
-
-    return {
-        name: Outcome(each["passed"], each["summary"], each["metadata"], sample(each["sample"]))
-        for name, each in json.loads(text).items()
-    }
 
 
 def sample_of(frame: pl.DataFrame) -> pl.DataFrame | None:
@@ -109,7 +80,7 @@ def _field_counts(raw: pl.DataFrame) -> dict[str, int]:
     return counts
 
 
-def schema_drift(raw: pl.DataFrame) -> Outcome:
+def schema_conforms(raw: pl.DataFrame) -> Outcome:
     """Fields missing, unexpected (renamed?) or categories unknown in the API's items."""
     if raw.height == 0:
         return Outcome(True, "no items to inspect (no auction)", {"items": 0})
@@ -134,7 +105,9 @@ def schema_drift(raw: pl.DataFrame) -> Outcome:
     return Outcome(not problems, summary, {"items": raw.height, "problems": problems})
 
 
-def rejected_share(raw_rows: int, rejected: pl.DataFrame, threshold: float) -> Outcome:
+def rejected_share_within_threshold(
+    raw_rows: int, rejected: pl.DataFrame, threshold: float
+) -> Outcome:
     share = rejected.height / raw_rows if raw_rows else 0.0
     reasons = (
         dict(rejected.group_by("reason").len().sort("reason").iter_rows())
@@ -170,7 +143,7 @@ def _key_columns(raw: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def duplicate_keys(raw: pl.DataFrame, rejected: pl.DataFrame) -> Outcome:
+def no_duplicate_keys(raw: pl.DataFrame, rejected: pl.DataFrame) -> Outcome:
     """Rows that share a key; `rejected` is what quarantine keeps aside of `raw`, so the summary
     says how many of them are really kept aside (of identical copies, one loads)."""
     keys = _key_columns(raw)
@@ -195,7 +168,7 @@ def duplicate_keys(raw: pl.DataFrame, rejected: pl.DataFrame) -> Outcome:
     return Outcome(passed, summary, meta, sample_of(duplicated.unique()))
 
 
-def dates_match(raw: pl.DataFrame) -> Outcome:
+def dates_match_partition(raw: pl.DataFrame) -> Outcome:
     keys = _key_columns(raw).with_columns(
         raw["auction_date"].dt.to_string("%Y-%m-%d").alias("asked")
     )
@@ -244,7 +217,7 @@ def totals_consistent(records: pl.DataFrame) -> Outcome:
     return _violations(records, offending, "|avg × quantity − total| ≤ quantity / 2")
 
 
-def reconciles(
+def reconciles_with_raw(
     raw_per_category: dict[str, int], loaded: dict[str, int], rejected: dict[str, int]
 ) -> Outcome:
     table = [
@@ -371,11 +344,11 @@ def history_window_start(first_day: date) -> date:
     )
 
 
-def answer_pages_consistent(pages: dict[str, int], repeated: dict[str, int]) -> Outcome:
+def answer_complete(pages: dict[str, int], repeated: dict[str, int]) -> Outcome:
     """Each category's answer was one page, or its pages repeat no row.
 
     The server pages over an order that ties make unstable, so a row seen twice in a walk over
-    several pages means the walk skipped as many rows (see the API notes): the date is short.
+    several pages means the walk skipped as many rows (docs/at-api.md): the date is short.
     """
     short = {name: count for name, count in repeated.items() if count}
     passed = not short
@@ -402,7 +375,7 @@ def lookalike_twins(master: pl.DataFrame, scope: str) -> pl.DataFrame:
     return keyed.filter(pl.struct(scope, "looks_like").is_duplicated())
 
 
-def lookalike_names(twins: pl.DataFrame, scope: str, referenced: pl.Series) -> Outcome:
+def no_lookalike_names(twins: pl.DataFrame, scope: str, referenced: pl.Series) -> Outcome:
     """Names of the date's items (varieties) that look identical to another row's name.
 
     `twins` comes from `lookalike_twins`; `referenced` holds the ids the date's auction records
@@ -447,34 +420,7 @@ def seen_dates_match_records(master: pl.DataFrame, referenced: pl.Series, day: d
     return Outcome(passed, summary, meta, sample_of(wrong.sort("id")))
 
 
-def judge_raw(
-    day: date,
-    decoded: pl.DataFrame,
-    rejected: pl.DataFrame,
-    calendar: pl.DataFrame,
-    max_rejected_share: float,
-    pages: dict[str, int],
-    repeated: dict[str, int],
-) -> dict[str, Outcome]:
-    """Every raw check of one auction date.
-
-    `decoded` is the date's raw rows with their items decoded (`item_fields`), `rejected` what
-    quarantine keeps of them, `calendar` rows per earlier date and category, and `pages` /
-    `repeated` how many pages each category's answer took and rows it repeated across them.
-    """
-    return {
-        "schema_conforms": schema_drift(decoded),
-        "rejected_share_within_threshold": rejected_share(
-            decoded.height, rejected, max_rejected_share
-        ),
-        "answer_complete": answer_pages_consistent(pages, repeated),
-        "no_duplicate_keys": duplicate_keys(decoded, rejected),
-        "dates_match_partition": dates_match(decoded),
-        "expected_auction_day": expected_auction_day(day, rows_per_category(decoded), calendar),
-    }
-
-
-def date_loaded(day: date, cause: str | None, records: int) -> Outcome:
+def auction_date_loaded(day: date, cause: str | None, records: int) -> Outcome:
     """The date's latest answer is in the auction records (`unchanged.not_loaded`'s cause if not)."""
     if cause is None:
         return Outcome(True, f"{day}: its latest answer is loaded ({records} records)")

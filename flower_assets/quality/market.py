@@ -1,4 +1,5 @@
-"""Integrity rules of the market tables: each judges one auction date and can fail on real data.
+"""The market tables' rules: each judges one auction date, can fail on real data, and is named
+like the check it decides (its declaration is in `catalog.py`).
 
 A market table that was not rebuilt after its records changed (a correction, a reload) no
 longer adds up to them: these rules are how that shows.
@@ -10,6 +11,7 @@ import math
 
 import polars as pl
 
+from flower_assets.market.price_index import BASE_VALUE
 from flower_assets.quality.integrity import Outcome, sample_of
 
 # A chain link resting on pairs that carry less of the day's quantity than this says little.
@@ -22,7 +24,7 @@ def _per_category(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return dict(frame.group_by("flower_gubn").agg(pl.col(column).sum()).rows())
 
 
-def prices_reconcile(item_prices: pl.DataFrame, records: pl.DataFrame) -> Outcome:
+def reconciles_with_records(item_prices: pl.DataFrame, records: pl.DataFrame) -> Outcome:
     """Σ quantity and Σ total_price per category in daily_item_prices equal bidding_flowers'."""
     wrong = []
     totals = {column: _per_category(records, column) for column in ("quantity", "total_price")}
@@ -51,7 +53,7 @@ def prices_reconcile(item_prices: pl.DataFrame, records: pl.DataFrame) -> Outcom
     )
 
 
-def changes_cover_records(changes: pl.DataFrame, records: pl.DataFrame) -> Outcome:
+def covers_every_record(changes: pl.DataFrame, records: pl.DataFrame) -> Outcome:
     """One variety_price_changes row per record of the date, at the record's price."""
     key = ["flower_id", "grade"]
     mine = changes.select(*key, "quantity", "avg_price")
@@ -70,7 +72,8 @@ def changes_cover_records(changes: pl.DataFrame, records: pl.DataFrame) -> Outco
 
 
 def chain_consistent(index_today: pl.DataFrame, index_before: pl.DataFrame) -> Outcome:
-    """index_value = the category's previous index_value × exp(chain_link), 100 on the base."""
+    """index_value = the category's previous index_value × exp(chain_link), BASE_VALUE on the
+    base date."""
     wrong = []
     previous = {
         gubn: row
@@ -80,7 +83,7 @@ def chain_consistent(index_today: pl.DataFrame, index_before: pl.DataFrame) -> O
         "flower_gubn", "auction_date", "index_value", "chain_link", "base_date"
     ).rows():
         if day == base:
-            expected = 100.0
+            expected = BASE_VALUE
         elif gubn in previous and previous[gubn][0] >= base:
             expected = previous[gubn][1] * math.exp(link)
         else:
@@ -101,8 +104,9 @@ def chain_consistent(index_today: pl.DataFrame, index_before: pl.DataFrame) -> O
     )
 
 
-def matched_share(index_today: pl.DataFrame) -> Outcome:
-    """Each chain link rests on pairs carrying at least a quarter of the category's quantity."""
+def links_rest_on_enough_volume(index_today: pl.DataFrame) -> Outcome:
+    """Each chain link rests on pairs carrying at least MIN_MATCHED_QUANTITY_SHARE of the
+    category's quantity."""
     linked = index_today.filter(pl.col("auction_date") != pl.col("base_date"))
     thin = linked.filter(pl.col("quantity_share") < MIN_MATCHED_QUANTITY_SHARE)
     summary = (

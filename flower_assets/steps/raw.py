@@ -14,8 +14,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from flower_assets.quality import integrity
-from flower_assets.quality.catalog import RAW_CHECKS, blocked_by
+from flower_assets.quality import catalog, integrity
 from flower_assets.source.cache import CachedApi
 from flower_assets.source.categories import Category
 from flower_assets.source.errors import FlowerApiError, KeyRefused, refuses_the_key
@@ -151,7 +150,7 @@ class RawStep:
             decoded = item_fields(raw)  # once, for quarantine and the rules
             loadable, rejected = split_loadable(decoded)
             content = unchanged.content_hash(raw)
-            outcomes = integrity.judge_raw(
+            outcomes = catalog.judge_raw(
                 day,
                 decoded,
                 rejected,
@@ -160,7 +159,7 @@ class RawStep:
                 fetched.pages,
                 fetched.repeated,
             )
-            blocked = blocked_by(RAW_CHECKS, outcomes)
+            blocked = catalog.blocked_by(catalog.RAW_CHECKS, outcomes)
             changed = day not in self.stored or self.stored[day].content_hash != content
             changes = store_answer(self.wh, day, raw, content, self.stored.get(day), self.run_id)
             log.values.update(
@@ -168,7 +167,7 @@ class RawStep:
                 items_loaded=loadable.height,
                 items_rejected=rejected.height,
                 content_hash=content,
-                raw_checks=integrity.outcomes_json(outcomes),
+                raw_checks=catalog.outcomes_json(outcomes),
             )
             if blocked:
                 log.status, log.note = unchanged.BLOCKED, blocked

@@ -19,7 +19,7 @@ from functools import cache
 import polars as pl
 
 from flower_assets.market.price_index import chain_links, index_values
-from flower_assets.quality import integrity, market
+from flower_assets.quality import catalog, integrity, market
 from flower_assets.sample.days import SAMPLE_PERIOD, sample_rows
 from flower_assets.source.categories import Category
 from flower_assets.source.envelope import ApiItem
@@ -103,10 +103,10 @@ def judged() -> dict[tuple[str, date], integrity.Outcome]:
             .select(pl.lit(day).alias("auction_date"), "flower_gubn", pl.col("rows").cast(pl.Int64))
         )
         pages = {name: math.ceil(rows / PAGE_SIZE) for _, name, rows in counts.rows()}
-        judged_raw = integrity.judge_raw(
+        judged_raw = catalog.judge_raw(
             day, decoded, rejected, calendar, MAX_REJECTED_SHARE, pages, {}
         )
-        outcomes |= {(name, day): outcome for name, outcome in judged_raw.items()}
+        outcomes |= {(check.name, day): outcome for check, outcome in judged_raw.items()}
         calendar = pl.concat([calendar, counts])
     records = sample_records()
     history = records.select("auction_date", "flower_id", "grade", "avg_price")
@@ -119,7 +119,7 @@ def judged() -> dict[tuple[str, date], integrity.Outcome]:
         outcomes[("prices_ordered", day)] = integrity.prices_ordered(today)
         outcomes[("totals_consistent", day)] = integrity.totals_consistent(today)
         outcomes[("price_anomalies", day)] = integrity.price_anomalies(today, window, day)
-        outcomes[("links_rest_on_enough_volume", day)] = market.matched_share(
+        outcomes[("links_rest_on_enough_volume", day)] = market.links_rest_on_enough_volume(
             index.filter(pl.col("auction_date") == day)
         )
     return outcomes

@@ -18,12 +18,18 @@ from flower_assets.defs.judging import (
     failed_loads,
 )
 from flower_assets.defs.partitions import SEOUL_TIMEZONE
-from flower_assets.quality import integrity
+from flower_assets.quality import catalog, integrity
 from flower_assets.quality.catalog import (
-    BIDDING_CHECKS,
+    AUCTION_DATE_LOADED,
     FLOWER_TYPES_CHECKS,
     FLOWERS_CHECKS,
+    PRICE_ANOMALIES,
+    PRICES_ORDERED,
     RAW_CHECKS,
+    RECONCILES_WITH_RAW,
+    TOTALS_CONSISTENT,
+    Check,
+    MasterChecks,
 )
 from flower_assets.quality.integrity import Outcome
 from flower_assets.source.cache import answer_pages
@@ -46,7 +52,7 @@ def judge_raw(
     wh: Warehouse,
     days: list[date],
     settings: CheckSettings,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
+) -> Iterator[tuple[date, dict[Check, Outcome]]]:
     """The raw rules of each date. A date this run fetched was judged by the raw step when it
     stored the answer (its upload log keeps the outcomes): reported as judged, not decoded
     again. Any other run (flower_checks_job, a checks-only launch) judges the stored rows."""
@@ -62,30 +68,30 @@ def judge_raw(
         earlier = calendar.filter(pl.col("auction_date") < day)
         yield (
             day,
-            integrity.judge_raw(
+            catalog.judge_raw(
                 day, decoded, rejected, earlier, settings.max_rejected_share, pages, repeated
             ),
         )
 
 
-def judged_by_run(uploads: pl.DataFrame, run_id: str) -> dict[date, dict[str, Outcome]]:
+def judged_by_run(uploads: pl.DataFrame, run_id: str) -> dict[date, dict[Check, Outcome]]:
     """The raw rules' outcomes on each date's stored answer, where `run_id` fetched and judged
     it: its upload is the date's latest that stored an answer."""
     stored = unchanged.latest_stored_uploads(uploads)
     return {
-        day: integrity.outcomes_from_json(text)
+        day: catalog.outcomes_from_json(text, RAW_CHECKS)
         for day, run, text in stored.select("auction_date", "run_id", "raw_checks").rows()
         if run == run_id and text is not None
     }
 
 
-def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
+def _judge_master(checks: MasterChecks, id_column: str, table: Table, scope: str) -> Judge:
     def judge(
         context: JudgeContext,
         wh: Warehouse,
         days: list[date],
         settings: CheckSettings,
-    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    ) -> Iterator[tuple[date, dict[Check, Outcome]]]:
         master = wh.read_table(table)
         twins = integrity.lookalike_twins(master, scope)  # a property of the whole master
         traded = by_date(wh.traded_varieties(days[0], days[-1]))
@@ -95,10 +101,8 @@ def _judge_master(id_column: str, table: Table, scope: str) -> Judge:
             yield (
                 day,
                 {
-                    "no_lookalike_names": integrity.lookalike_names(twins, scope, referenced),
-                    "seen_dates_match_records": integrity.seen_dates_match_records(
-                        master, referenced, day
-                    ),
+                    checks.lookalike_names: checks.lookalike_names.judge(twins, scope, referenced),
+                    checks.seen_dates: checks.seen_dates.judge(master, referenced, day),
                 },
             )
 
@@ -120,7 +124,7 @@ def judge_bidding(
     wh: Warehouse,
     days: list[date],
     settings: CheckSettings,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
+) -> Iterator[tuple[date, dict[Check, Outcome]]]:
     named = labels(wh.read_table(FLOWER_TYPES), wh.read_table(FLOWERS))
     # Price history for the anomaly rule reaches back before the first date.
     records = wh.read_range(
@@ -146,31 +150,30 @@ def judge_bidding(
         yield (
             day,
             {
-                "auction_date_loaded": integrity.date_loaded(
+                AUCTION_DATE_LOADED: AUCTION_DATE_LOADED.judge(
                     day, not_loaded.get(day), today.height
                 ),
-                "prices_ordered": integrity.prices_ordered(today),
-                "totals_consistent": integrity.totals_consistent(today),
-                "reconciles_with_raw": integrity.reconciles(
+                PRICES_ORDERED: PRICES_ORDERED.judge(today),
+                TOTALS_CONSISTENT: TOTALS_CONSISTENT.judge(today),
+                RECONCILES_WITH_RAW: RECONCILES_WITH_RAW.judge(
                     per_category(raw, day),
                     dict(today.group_by("flower_gubn").len().rows()),
                     per_category(rejected, day),
                 ),
-                "price_anomalies": integrity.price_anomalies(today, window, day),
+                PRICE_ANOMALIES: PRICE_ANOMALIES.judge(today, window, day),
             },
         )
 
 
-RAW_JUDGED = AssetChecks(RAW.name, RAW_CHECKS, judge_raw)
+RAW_JUDGED = AssetChecks(RAW.name, judge_raw)
 FLOWER_TYPES_JUDGED = AssetChecks(
     FLOWER_TYPES.name,
-    FLOWER_TYPES_CHECKS,
-    _judge_master("flower_type_id", FLOWER_TYPES, "flower_gubn"),
+    _judge_master(FLOWER_TYPES_CHECKS, "flower_type_id", FLOWER_TYPES, "flower_gubn"),
 )
 FLOWERS_JUDGED = AssetChecks(
-    FLOWERS.name, FLOWERS_CHECKS, _judge_master("flower_id", FLOWERS, "flower_type_id")
+    FLOWERS.name, _judge_master(FLOWERS_CHECKS, "flower_id", FLOWERS, "flower_type_id")
 )
-BIDDING_JUDGED = AssetChecks(BIDDING.name, BIDDING_CHECKS, judge_bidding)
+BIDDING_JUDGED = AssetChecks(BIDDING.name, judge_bidding)
 
 raw_checks = build_asset_checks(RAW_JUDGED)
 # The masters' first/last seen dates are judged against the records, so after bidding_flowers.

@@ -1,6 +1,6 @@
 """The market tables' checks, each judged against the auction records and their history."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 
 import polars as pl
@@ -14,12 +14,13 @@ from flower_assets.defs.judging import (
     by_date,
 )
 from flower_assets.market.prices import RECORD_COLUMNS
-from flower_assets.quality import market
 from flower_assets.quality.catalog import (
     BUILT_ON_CURRENT_HISTORY,
-    CATEGORY_PRICE_INDEX_CHECKS,
-    DAILY_ITEM_PRICES_CHECKS,
-    VARIETY_PRICE_CHANGES_CHECKS,
+    CHAIN_CONSISTENT,
+    COVERS_EVERY_RECORD,
+    LINKS_REST_ON_ENOUGH_VOLUME,
+    RECONCILES_WITH_RECORDS,
+    Check,
 )
 from flower_assets.quality.integrity import Outcome
 from flower_assets.steps.market import MarketHistory
@@ -32,23 +33,21 @@ from flower_assets.warehouse.schemas import (
 )
 
 
-def _judge_against_records(
-    table: Table, check: str, rule: Callable[[pl.DataFrame, pl.DataFrame], Outcome]
-) -> Judge:
-    """A market table's rule against the date's auction records, as the market step reads them."""
+def _judge_against_records(table: Table, check: Check) -> Judge:
+    """A market table's check against the date's auction records, as the market step reads them."""
 
     def judge(
         context: JudgeContext,
         wh: Warehouse,
         days: list[date],
         settings: CheckSettings,
-    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    ) -> Iterator[tuple[date, dict[Check, Outcome]]]:
         records = by_date(wh.read_sql("market_records", (days[0], days[-1]), RECORD_COLUMNS))
         stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
         no_records = pl.DataFrame(schema=RECORD_COLUMNS)
         for day in days:
             today = stored.get(day, table.empty())
-            yield day, {check: rule(today, records.get(day, no_records))}
+            yield day, {check: check.judge(today, records.get(day, no_records))}
 
     return judge
 
@@ -61,13 +60,13 @@ def with_history(judge: Judge) -> Judge:
         wh: Warehouse,
         days: list[date],
         settings: CheckSettings,
-    ) -> Iterator[tuple[date, dict[str, Outcome]]]:
+    ) -> Iterator[tuple[date, dict[Check, Outcome]]]:
         history = MarketHistory.read(wh, settings.index_base)
         for day, outcomes in judge(context, wh, days, settings):
-            built = market.built_on_current_history(
+            built = BUILT_ON_CURRENT_HISTORY.judge(
                 history.current.get(day), history.built.get(day), history.built_by.get(day)
             )
-            yield day, {BUILT_ON_CURRENT_HISTORY.name: built, **outcomes}
+            yield day, {BUILT_ON_CURRENT_HISTORY: built, **outcomes}
 
     return judged
 
@@ -77,7 +76,7 @@ def judge_price_index(
     wh: Warehouse,
     days: list[date],
     settings: CheckSettings,
-) -> Iterator[tuple[date, dict[str, Outcome]]]:
+) -> Iterator[tuple[date, dict[Check, Outcome]]]:
     index = wh.read_table(CATEGORY_PRICE_INDEX).sort("auction_date")
     for day in days:
         today = index.filter(pl.col("auction_date") == day)
@@ -85,33 +84,21 @@ def judge_price_index(
         yield (
             day,
             {
-                "chain_consistent": market.chain_consistent(today, before),
-                "links_rest_on_enough_volume": market.matched_share(today),
+                CHAIN_CONSISTENT: CHAIN_CONSISTENT.judge(today, before),
+                LINKS_REST_ON_ENOUGH_VOLUME: LINKS_REST_ON_ENOUGH_VOLUME.judge(today),
             },
         )
 
 
 ITEM_PRICES_JUDGED = AssetChecks(
     DAILY_ITEM_PRICES.name,
-    DAILY_ITEM_PRICES_CHECKS,
-    with_history(
-        _judge_against_records(
-            DAILY_ITEM_PRICES, "reconciles_with_records", market.prices_reconcile
-        )
-    ),
+    with_history(_judge_against_records(DAILY_ITEM_PRICES, RECONCILES_WITH_RECORDS)),
 )
 PRICE_CHANGES_JUDGED = AssetChecks(
     VARIETY_PRICE_CHANGES.name,
-    VARIETY_PRICE_CHANGES_CHECKS,
-    with_history(
-        _judge_against_records(
-            VARIETY_PRICE_CHANGES, "covers_every_record", market.changes_cover_records
-        )
-    ),
+    with_history(_judge_against_records(VARIETY_PRICE_CHANGES, COVERS_EVERY_RECORD)),
 )
-PRICE_INDEX_JUDGED = AssetChecks(
-    CATEGORY_PRICE_INDEX.name, CATEGORY_PRICE_INDEX_CHECKS, with_history(judge_price_index)
-)
+PRICE_INDEX_JUDGED = AssetChecks(CATEGORY_PRICE_INDEX.name, with_history(judge_price_index))
 
 
 item_prices_checks = build_asset_checks(ITEM_PRICES_JUDGED)
