@@ -48,15 +48,16 @@ class Setting(Generic[T]):
     parse: Callable[[str], T]
     # What `parse` takes, in words with an example, for the refusal: "must be <expected>".
     expected: str
-    default: T
-    # For a default that depends on other settings (DAGSTER_HOME); `default` is then unused.
+    # The value while the variable is unset (None: unset means "none").
+    default: T | None = None
+    # Instead of `default`, for a default that depends on another setting (DAGSTER_HOME).
     default_factory: Callable[[], T] | None = None
     # How docs/settings.md shows the default, where the default itself says too little.
     shown_default: str | None = None
     # How a refused value is quoted: never with a password in it.
     quote: Callable[[str], str] = repr
 
-    def __call__(self) -> T:
+    def __call__(self) -> T | None:
         raw = _env(self.variable)
         if raw is None:
             return self.default_factory() if self.default_factory else self.default
@@ -80,10 +81,6 @@ class Setting(Generic[T]):
         if self.shown_default is not None:
             return self.shown_default
         return f"`{self.default}`"
-
-
-def _text(raw: str) -> str:
-    return raw
 
 
 def _iso_date(raw: str) -> date:
@@ -132,122 +129,114 @@ def _masked(raw: str) -> str:
     return repr(display_url(raw))
 
 
-def _home(raw: str) -> Path:
-    return Path(raw)
-
-
 def default_database_url() -> str:
     """SQLite file under $DAGSTER_HOME, or under ./.dagster_home when it is unset."""
     return f"sqlite:///{(dagster_home() or LOCAL_HOME) / WAREHOUSE_FILE_NAME}"
 
 
-api_key: Setting[str | None] = Setting(
-    "FLOWER_API_KEY",
-    "aT service key: live mode, the aT API. Unset: sample mode, the synthetic market's sample "
-    "days (2024-02-01 to 2024-08-31) through the same client, paging and parsing code. A "
-    "warehouse keeps to the source that filled it first.",
-    _text,
-    "an aT service key",
-    None,
+api_key: Setting[str] = Setting(
+    variable="FLOWER_API_KEY",
+    meaning="aT service key: live mode, the aT API. Unset: sample mode, the synthetic market's "
+    "sample days (2024-02-01 to 2024-08-31) through the same client, paging and parsing code. "
+    "A warehouse keeps to the source that filled it first.",
+    parse=str,
+    expected="an aT service key",
     shown_default="unset: sample mode",
 )
 api_base_url: Setting[str] = Setting(
-    "FLOWER_API_BASE_URL",
-    "The aT API's address (point it at a fake server for testing).",
-    _http_url,
-    "an http(s) URL with a host, e.g. https://flower.at.or.kr/api/returnData.api",
-    "https://flower.at.or.kr/api/returnData.api",
+    variable="FLOWER_API_BASE_URL",
+    meaning="The aT API's address (point it at a fake server for testing).",
+    parse=_http_url,
+    expected="an http(s) URL with a host, e.g. https://flower.at.or.kr/api/returnData.api",
+    default="https://flower.at.or.kr/api/returnData.api",
 )
 database_url: Setting[str] = Setting(
-    "FLOWER_DATABASE_URL",
-    "The warehouse: `sqlite:///path`, or `postgresql://user:pw@host:port/db` for PostgreSQL.",
-    _database_url,
-    "sqlite:///path or postgresql://user:pw@host:port/db",
-    "",
+    variable="FLOWER_DATABASE_URL",
+    meaning="The warehouse: `sqlite:///path`, or `postgresql://user:pw@host:port/db` for "
+    "PostgreSQL.",
+    parse=_database_url,
+    expected="sqlite:///path or postgresql://user:pw@host:port/db",
     default_factory=default_database_url,
     shown_default=f"`sqlite:///$DAGSTER_HOME/{WAREHOUSE_FILE_NAME}`",
     quote=_masked,
 )
 start_date: Setting[date] = Setting(
-    "FLOWER_START_DATE",
-    "The first auction-date partition in live mode.",
-    _iso_date,
-    "a YYYY-MM-DD date, e.g. 2018-01-01",
-    date(2018, 1, 1),
+    variable="FLOWER_START_DATE",
+    meaning="The first auction-date partition in live mode.",
+    parse=_iso_date,
+    expected="a YYYY-MM-DD date, e.g. 2018-01-01",
+    default=date(2018, 1, 1),
 )
-index_base_date: Setting[date | None] = Setting(
-    "FLOWER_INDEX_BASE_DATE",
-    "Where `category_price_index` is 100: each category's first auction date on or after it. "
-    "Changing it rescales every index value: rebuild the market tables after a change.",
-    _iso_date,
-    "a YYYY-MM-DD date, e.g. 2024-01-01, or unset",
-    None,
+index_base_date: Setting[date] = Setting(
+    variable="FLOWER_INDEX_BASE_DATE",
+    meaning="Where `category_price_index` is 100: each category's first auction date on or "
+    "after it. Changing it rescales every index value: rebuild the market tables after a change.",
+    parse=_iso_date,
+    expected="a YYYY-MM-DD date, e.g. 2024-01-01, or unset",
     shown_default="unset: each category's first auction date",
 )
 max_rejected_share: Setting[float] = Setting(
-    "FLOWER_MAX_REJECTED_SHARE",
-    "Largest share of an auction date's rows that may be quarantined before the blocking check "
-    "keeps the date out of the normalized tables.",
-    _share,
-    "a share between 0 and 1, e.g. 0.01",
-    0.01,
+    variable="FLOWER_MAX_REJECTED_SHARE",
+    meaning="Largest share of an auction date's rows that may be quarantined before the "
+    "blocking check keeps the date out of the normalized tables.",
+    parse=_share,
+    expected="a share between 0 and 1, e.g. 0.01",
+    default=0.01,
 )
 correction_days: Setting[int] = Setting(
-    "FLOWER_CORRECTION_DAYS",
-    "Dates before the latest auction date (KST) that are always re-fetched for late "
+    variable="FLOWER_CORRECTION_DAYS",
+    meaning="Dates before the latest auction date (KST) that are always re-fetched for late "
     "corrections, never served from the cache; the daily schedule re-runs them.",
-    _whole_number(0),
-    "a whole number, e.g. 3",
-    3,
+    parse=_whole_number(0),
+    expected="a whole number, e.g. 3",
+    default=3,
 )
 daily_quota: Setting[int] = Setting(
-    "FLOWER_API_DAILY_QUOTA",
-    "Calls per KST day the key may make (1,000 unless aT raised it on request); a call beyond "
-    "it is refused (QuotaExceeded), never made.",
-    _whole_number(1),
-    "a whole number of at least 1, e.g. 1000",
-    1000,
+    variable="FLOWER_API_DAILY_QUOTA",
+    meaning="Calls per KST day the key may make (1,000 unless aT raised it on request); a call "
+    "beyond it is refused (QuotaExceeded), never made.",
+    parse=_whole_number(1),
+    expected="a whole number of at least 1, e.g. 1000",
+    default=1000,
 )
 page_size: Setting[int] = Setting(
-    "FLOWER_API_PAGE_SIZE",
-    "Rows asked for per API call (countPerPage); keep it above the busiest day: a larger day "
-    "is walked page by page and verified with one more call.",
-    _whole_number(1),
-    "a whole number of at least 1, e.g. 5000",
-    5000,
+    variable="FLOWER_API_PAGE_SIZE",
+    meaning="Rows asked for per API call (countPerPage); keep it above the busiest day: a "
+    "larger day is walked page by page and verified with one more call.",
+    parse=_whole_number(1),
+    expected="a whole number of at least 1, e.g. 5000",
+    default=5000,
 )
-alert_webhook_url: Setting[str | None] = Setting(
-    "FLOWER_ALERT_WEBHOOK_URL",
-    "Slack-compatible webhook for failed checks and failed runs.",
-    _http_url,
-    "an http(s) URL with a host, e.g. https://hooks.slack.com/services/…",
-    None,
+alert_webhook_url: Setting[str] = Setting(
+    variable="FLOWER_ALERT_WEBHOOK_URL",
+    meaning="Slack-compatible webhook for failed checks and failed runs.",
+    parse=_http_url,
+    expected="an http(s) URL with a host, e.g. https://hooks.slack.com/services/…",
     shown_default="unset: alerts are logged only",
     # A webhook's path is its secret.
     quote=lambda raw: "(hidden)",
 )
 ui_base_url: Setting[str] = Setting(
-    "FLOWER_UI_BASE_URL",
-    "The Dagster UI's address, for links in alerts and metadata.",
-    _ui_url,
-    "an http(s) URL with a host, e.g. https://dagster.internal",
-    "http://127.0.0.1:3000",
+    variable="FLOWER_UI_BASE_URL",
+    meaning="The Dagster UI's address, for links in alerts and metadata.",
+    parse=_ui_url,
+    expected="an http(s) URL with a host, e.g. https://dagster.internal",
+    default="http://127.0.0.1:3000",
 )
 event_batch_size: Setting[int] = Setting(
-    "DAGSTER_EVENT_BATCH_SIZE",
-    "Dagster's own: events a run's process stores in one batch (0: one by one, Dagster's "
-    "default). A 100-date run plans 4 x 100 materializations and 15 checks: one batch.",
-    _whole_number(0),
-    "a whole number, e.g. 500",
-    500,
+    variable="DAGSTER_EVENT_BATCH_SIZE",
+    meaning="Dagster's own: events a run's process stores in one batch (0: one by one, "
+    "Dagster's default). A 100-date run plans 4 x 100 materializations and 15 checks: one batch.",
+    parse=_whole_number(0),
+    expected="a whole number, e.g. 500",
+    default=500,
 )
-dagster_home: Setting[Path | None] = Setting(
-    "DAGSTER_HOME",
-    "Dagster's instance directory: runs, events, schedules, logs, reports and the default "
-    "warehouse. Dagster's own commands need it set (`DAGSTER_HOME=$PWD/.dagster_home`).",
-    _home,
-    "a directory",
-    None,
+dagster_home: Setting[Path] = Setting(
+    variable="DAGSTER_HOME",
+    meaning="Dagster's instance directory: runs, events, schedules, logs, reports and the "
+    "default warehouse. Dagster's own commands need it set (`DAGSTER_HOME=$PWD/.dagster_home`).",
+    parse=Path,
+    expected="a directory",
     shown_default="unset: `flower-assets` uses `./.dagster_home`, configured by `./dagster.yaml`",
 )
 
