@@ -35,7 +35,6 @@ from flower_assets.warehouse.schemas import (
 )
 
 ERROR, WARN = "ERROR", "WARN"
-NOTHING = "nothing"
 
 Args = ParamSpec("Args")
 
@@ -46,7 +45,7 @@ class Check(Generic[Args]):
 
     rule: Callable[Args, Outcome]
     description: str  # what it guards
-    tolerance: str = NOTHING  # completes "Tolerates …"
+    tolerance: str = "nothing"  # completes "Tolerates …"
     severity: str = ERROR  # as Dagster names it: ERROR or WARN
     # Blocking is per auction date: a date that fails keeps its previous normalized version,
     # the other dates of the run load (see flower_assets.steps).
@@ -89,7 +88,7 @@ SCHEMA_CONFORMS = Check(
     integrity.schema_conforms,
     "Items carry exactly the documented fields (lvNm, not lv …) and only the known categories "
     f"({', '.join(KOREAN_NAMES)}).",
-    tolerance=f"{NOTHING}: one drifting item fails the date",
+    tolerance="nothing: one drifting item fails the date",
     blocking=True,
     judges_empty_dates=True,
 )
@@ -105,7 +104,7 @@ ANSWER_COMPLETE = Check(
     integrity.answer_complete,
     "Each category's answer is one page, or its pages repeat no row: ties in totQty reorder "
     "rows between calls, so a repeated row means the walk skipped as many.",
-    tolerance=f"{NOTHING}: one repeated row fails the date",
+    tolerance="nothing: one repeated row fails the date",
     judges_empty_dates=True,
 )
 NO_DUPLICATE_KEYS = Check(
