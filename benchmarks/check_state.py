@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from flower_assets import check_state_checkpoint  # noqa: E402
-from flower_assets_tests.check_state_history import HistoryWriter  # noqa: E402
+from flower_assets_tests.check_state_history import HistoryWriter, postgres_overrides  # noqa: E402
 
 START = "2018-01-01"
 TIMEZONE = "Asia/Seoul"  # as flower_assets/defs/partitions.py
@@ -64,28 +64,6 @@ def sqlite_overrides(home: Path) -> dict:
             "module": "flower_assets.instance_storage",
             "class": "PooledSqliteEventLogStorage",
             "config": {"base_dir": str(home)},
-        },
-    }
-
-
-def postgres_overrides(url: str) -> dict:
-    config = {"postgres_url": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
-    return {
-        "telemetry": {"enabled": False},
-        "run_storage": {
-            "module": "dagster_postgres.run_storage",
-            "class": "PostgresRunStorage",
-            "config": config,
-        },
-        "event_log_storage": {
-            "module": "flower_assets.instance_storage_postgres",
-            "class": "CheckpointedPostgresEventLogStorage",
-            "config": config,
-        },
-        "schedule_storage": {
-            "module": "dagster_postgres.schedule_storage",
-            "class": "PostgresScheduleStorage",
-            "config": config,
         },
     }
 

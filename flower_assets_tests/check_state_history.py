@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationPlanned,
     AssetCheckEvaluationTargetMaterializationData,
@@ -140,3 +142,19 @@ class HistoryWriter:
             event_type_value=event_type.value, job_name=JOB, event_specific_data=data
         )
         self.instance.report_dagster_event(event, run_id=run_id)
+
+
+PRODUCTION_INSTANCE = Path(__file__).resolve().parent.parent / "deploy/postgres/dagster.yaml"
+
+
+def postgres_overrides(url: str) -> dict:
+    """The storages of the production instance file (deploy/postgres/dagster.yaml) on the
+    PostgreSQL database `url`, as overrides of a temporary instance."""
+    production = yaml.safe_load(PRODUCTION_INSTANCE.read_text(encoding="utf-8"))
+    # dagster-postgres needs the psycopg2 driver named (the instance file says why).
+    config = {"postgres_url": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
+    storages = ("run_storage", "event_log_storage", "schedule_storage")
+    return {
+        "telemetry": {"enabled": False},
+        **{name: {**production[name], "config": config} for name in storages},
+    }

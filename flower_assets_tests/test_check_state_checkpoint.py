@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from flower_assets import check_state_checkpoint as checkpoint_module
 from flower_assets.check_state_checkpoint import CHECKPOINTS, CheckpointedCheckState
 
-from .check_state_history import HistoryWriter
+from .check_state_history import HistoryWriter, postgres_overrides
 from .conftest import REPO
 
 SEEDS_PER_BACKEND = 20
@@ -48,29 +48,6 @@ def sqlite_overrides(tmp_path: Path) -> dict:
             "module": "flower_assets.instance_storage",
             "class": "PooledSqliteEventLogStorage",
             "config": {"base_dir": str(tmp_path / "history")},
-        },
-    }
-
-
-def postgres_overrides(url: str) -> dict:
-    url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    config = {"postgres_url": url}
-    return {
-        "telemetry": {"enabled": False},
-        "run_storage": {
-            "module": "dagster_postgres.run_storage",
-            "class": "PostgresRunStorage",
-            "config": config,
-        },
-        "event_log_storage": {
-            "module": "flower_assets.instance_storage_postgres",
-            "class": "CheckpointedPostgresEventLogStorage",
-            "config": config,
-        },
-        "schedule_storage": {
-            "module": "dagster_postgres.schedule_storage",
-            "class": "PostgresScheduleStorage",
-            "config": config,
         },
     }
 
