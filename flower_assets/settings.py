@@ -326,9 +326,10 @@ def settings_page() -> str:
 Every setting is an environment variable, read by the `flower-assets` command and by the code
 location (`dagster dev`, the webserver, the daemon's runs). Set them in the shell or in the
 service unit that starts those processes; an empty value counts as unset. `flower-assets`
-checks them all before it starts anything and exits with code 2 and one line per refused value,
-naming the variable, the value and what is expected; the code location refuses the same values
-with the same line when it loads. The service key's value is never shown.
+checks them all before it starts anything: a refused value ends it with exit code 2 and one
+line naming the variable, the value and what is expected (several refused values: one line
+naming each). The code location refuses the same values with the same line when it loads. The
+values of the service key, a database password and the alert webhook are never shown.
 
 | variable | default | meaning |
 | --- | --- | --- |
