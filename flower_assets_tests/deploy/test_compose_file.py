@@ -79,8 +79,9 @@ def test_every_setting_reaches_the_code_server_and_only_it():
     # Two databases with two owners: instance storage and warehouse.
     dagster_url = environment(services["code-server"])["DAGSTER_PG_URL"]
     warehouse_url = environment(services["code-server"])["FLOWER_DATABASE_URL"]
-    assert dagster_url.startswith("postgresql+psycopg2://dagster:p1@postgres:5432/dagster")
-    assert warehouse_url == "postgresql://flower:p2@postgres:5432/flower"
+    password, warehouse_password = FILLED["DAGSTER_DB_PASSWORD"], FILLED["FLOWER_DB_PASSWORD"]
+    assert dagster_url == f"postgresql+psycopg2://dagster:{password}@postgres:5432/dagster"
+    assert warehouse_url == f"postgresql://flower:{warehouse_password}@postgres:5432/flower"
 
 
 def test_the_ui_is_published_on_loopback_only_and_every_service_is_checked():
