@@ -5,7 +5,6 @@ What cannot be discovered is here: the executor, and Dagster's event batching.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -25,14 +24,3 @@ defs = dg.Definitions.merge(
     # One process per run: a step per process costs seconds for work that takes milliseconds.
     dg.Definitions(executor=dg.in_process_executor),
 )
-
-# Resolving the jobs, Dagster warns that flower_market_job mixes backfill policies: it observes
-# market_inputs (an observable source, which takes no backfill policy) before it builds the
-# market tables (100 dates a run), so a backfill of that job alone runs one date per run. The
-# market sensor and the CLI launch it for ranges of dates (its tags), which is unaffected; the
-# job's description says so. Resolved here, once, so the warning is silenced only where raised.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message="Asset job flower_market_job materializes assets with varying"
-    )
-    defs.get_repository_def()

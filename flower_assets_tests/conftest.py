@@ -170,7 +170,12 @@ def refetch_config(refetch: bool = True) -> dict:
 
 
 def fresh_definitions() -> ModuleType:
-    """flower_assets.definitions built anew: the code location reads the environment on import."""
+    """flower_assets.definitions built anew: the code location reads the environment when its
+    modules are imported (the defs folder's, which load_from_defs_folder imports, included).
+    The partitions stay the suite's, built as with a key (flower_assets_tests/__init__.py)."""
+    for name in [n for n in sys.modules if n.startswith("flower_assets.defs.")]:
+        if name != "flower_assets.defs.partitions":
+            sys.modules.pop(name)
     sys.modules.pop("flower_assets.definitions", None)
     return importlib.import_module("flower_assets.definitions")
 

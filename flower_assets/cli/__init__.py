@@ -615,7 +615,7 @@ def _build_market(
     built = Runs()
     for attempt in range(MARKET_ROUNDS):
         with Warehouse.open(settings.database_url()) as warehouse:
-            market = plan_market(warehouse, base, asked if attempt == 0 else []).runs
+            market = plan_market(warehouse, base, asked if attempt == 0 else [], size).runs
         if not market:
             return built, None
         if attempt and (loading := _other_auction_runs(instance)):
@@ -884,7 +884,9 @@ def _ui(args: argparse.Namespace) -> int:
         "DAGSTER_HOME": str(home),
         # `dagster dev` is what starts the UI and the daemon together; its notice that `dg dev`
         # supersedes it is meant for Dagster projects laid out for dg, not for this command.
-        "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded",
+        # The others: launch.KNOWN_NOTICES.
+        "PYTHONWARNINGS": "ignore:Function `dev_command` is superseded,"
+        + launch.known_notices_env(),
     }
     print(f"Dagster UI on http://{args.host}:{args.port} over the instance in {home}", flush=True)
     # Started in the instance directory: Dagster warns of a dagster.yaml in the working

@@ -20,7 +20,10 @@ webserver's GraphQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -33,6 +36,32 @@ LOCATION_NAME = "flower_assets"
 MODULE = "flower_assets.definitions"
 ATTRIBUTE = "defs"  # the module's Definitions
 REPOSITORY_NAME = "__repository__"  # Dagster's name for a Definitions object's repository
+
+# Dagster's notices about choices made on purpose, raised while a run is created or executed:
+# silenced there, and in the processes of `flower-assets ui`, each for its reason.
+KNOWN_NOTICES = {
+    # dagster.yaml gives every run the PoolWaitAdvice handler (python_logs), which Dagster 1.13
+    # marks beta and announces whenever it builds a run's log handlers; the release is pinned.
+    "Handling yaml-defined logging configuration": dg.BetaWarning,
+    # flower_market_job observes market_inputs, an observable source (which takes no backfill
+    # policy), before it builds the market tables (100 dates a run), so a backfill of the job
+    # alone runs one date a run. The CLI and the market sensor launch it for ranges of dates
+    # (`defs/market/plan.py`); the job's description tells the UI's users.
+    "Asset job flower_market_job materializes assets with varying": UserWarning,
+}
+
+
+@contextmanager
+def known_notices_silenced() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for message, category in KNOWN_NOTICES.items():
+            warnings.filterwarnings("ignore", message=re.escape(message), category=category)
+        yield
+
+
+def known_notices_env() -> str:
+    """KNOWN_NOTICES as PYTHONWARNINGS entries, for Dagster's own processes."""
+    return ",".join(f"ignore:{message}" for message in KNOWN_NOTICES)
 
 
 def _repository() -> ReconstructableRepository:
@@ -57,16 +86,18 @@ def create_run(
     steps one after another in this process.
     """
     job = _repository().get_reconstructable_job(job_name)
-    return instance.create_run_for_job(
-        job_def=job.get_definition(),
-        run_config=run_config,
-        tags=tags,
-        remote_job_origin=_repository_origin().get_job_origin(job_name),
-        job_code_origin=job.get_python_origin(),
-    )
+    with known_notices_silenced():
+        return instance.create_run_for_job(
+            job_def=job.get_definition(),
+            run_config=run_config,
+            tags=tags,
+            remote_job_origin=_repository_origin().get_job_origin(job_name),
+            job_code_origin=job.get_python_origin(),
+        )
 
 
 def execute(instance: dg.DagsterInstance, run: dg.DagsterRun):
     """Execute the run here, synchronously; its result (success, run_id, all_events)."""
     job = _repository().get_reconstructable_job(run.job_name)
-    return execute_run(job, run, instance, raise_on_error=False)
+    with known_notices_silenced():
+        return execute_run(job, run, instance, raise_on_error=False)

@@ -11,19 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 import flower_assets
-from flower_assets.defs.auction.assets import GROUP
-from flower_assets.defs.partitions import auction_date_partitions
 
 defs = dg.Definitions.merge(
     dg.load_from_defs_folder(path_within_project=Path(flower_assets.__file__).parent),
-    dg.Definitions(
-        jobs=[
-            dg.define_asset_job(
-                "flower_auction_job",
-                selection=dg.AssetSelection.groups(GROUP),
-                partitions_def=auction_date_partitions,
-            )
-        ],
-        executor=dg.multiprocess_executor,
-    ),
+    dg.Definitions(executor=dg.multiprocess_executor),
 )

@@ -1,6 +1,7 @@
 """The market layer: each auction date's market tables, built from the auction records and
 their history, and the market report of the last year."""
 
+import warnings
 from collections.abc import Iterator
 
 import dagster as dg
@@ -51,12 +52,14 @@ def market_inputs(
     """Observe the history digest of each of the run's dates."""
     with warehouse.open() as wh:
         current = MarketHistory.read(wh, price_index.base()).current
-    return dg.DataVersionsByPartition(
-        {
-            day.isoformat(): dg.DataVersion(current.get(day, NO_RECORDS))
-            for day in auction_dates(context)
-        }
-    )
+    versions = {
+        day.isoformat(): dg.DataVersion(current.get(day, NO_RECORDS))
+        for day in auction_dates(context)
+    }
+    # Beta in Dagster 1.13, and the only way to observe a version per date; the release is pinned.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.DataVersionsByPartition(versions)
 
 
 def _market_spec(table: Table, description: str) -> dg.AssetSpec:

@@ -6,7 +6,6 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date
 
-from flower_assets.defs.dated import BACKFILL_POLICY
 from flower_assets.defs.partitions import date_chunks
 from flower_assets.steps.market import MarketHistory
 from flower_assets.warehouse.database import Warehouse
@@ -26,9 +25,9 @@ class MarketPlan:
     state: str
 
 
-def plan_market(wh: Warehouse, index_base: date | None, asked: list[date]) -> MarketPlan:
+def plan_market(wh: Warehouse, index_base: date | None, asked: list[date], size: int) -> MarketPlan:
     """The dates asked for and every stale one (a first load of an earlier date, a correction,
-    a removal, by any run), first to last, in runs of the backfill policy's size."""
+    a removal, by any run), first to last, in runs of at most `size` dates."""
     history = MarketHistory.read(wh, index_base)
     stale = history.stale()
     wanted = [*asked, *stale]
@@ -37,5 +36,4 @@ def plan_market(wh: Warehouse, index_base: date | None, asked: list[date]) -> Ma
     state = hashlib.sha256(
         "".join(f"{day}{history.current.get(day)}" for day in stale).encode()
     ).hexdigest()[:16]
-    size = BACKFILL_POLICY.max_partitions_per_run or 1
     return MarketPlan(date_chunks(min(wanted), max(wanted), size), state)

@@ -6,6 +6,7 @@ import dagster as dg
 
 from flower_assets.defs.auction.assets import flower_auction_assets
 from flower_assets.defs.auction.jobs import flower_auction_job
+from flower_assets.defs.dated import BACKFILL_POLICY
 from flower_assets.defs.market.assets import flower_market
 from flower_assets.defs.market.jobs import flower_market_job, flower_report_job
 from flower_assets.defs.market.plan import plan_market
@@ -76,7 +77,9 @@ def build_market_sensor(
                 "before building the market tables"
             )
         with warehouse.open() as wh:
-            plan = plan_market(wh, price_index.base(), [])
+            plan = plan_market(
+                wh, price_index.base(), [], BACKFILL_POLICY.max_partitions_per_run or 1
+            )
         if not plan.runs:
             return dg.SkipReason("every market date is built on its current auction records")
         return [
