@@ -237,9 +237,8 @@ def instance_databases(
 
 
 def raw_row_count(url: str) -> int:
-    with Warehouse.open(url) as warehouse, warehouse.transaction() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {RAW.name}")
-        return cursor.fetchone()[0]
+    with Warehouse.open(url) as warehouse:
+        return warehouse.row_count(RAW)
 
 
 # --- the three ways to load ---------------------------------------------------------------

@@ -804,6 +804,8 @@ def _report(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     from flower_assets.sample.days import SAMPLE_KEY
     from flower_assets.source.cache import estimate_backfill, key_fingerprint, kst_today
+    from flower_assets.source.quota import ApiQuota
+    from flower_assets.source.responses import ResponseCache
     from flower_assets.steps.report import dates_between
     from flower_assets.warehouse.database import Warehouse
 
@@ -817,8 +819,8 @@ def _estimate(args: argparse.Namespace) -> int:
     quota = settings.daily_quota()
     days = dates_between(args.start, args.end)
     with Warehouse.open(settings.database_url()) as warehouse:
-        cached = warehouse.cached_dates(args.start, args.end)
-        used = warehouse.api_calls_on(key_fingerprint(key or SAMPLE_KEY), kst_today())
+        cached = ResponseCache(warehouse).dates(args.start, args.end)
+        used = ApiQuota(warehouse).calls_on(key_fingerprint(key or SAMPLE_KEY), kst_today())
     estimate = estimate_backfill(
         days, cached, kst_today(), settings.correction_days(), quota - used, quota
     )

@@ -3,9 +3,10 @@
 A date outside the correction window that was fetched before costs no API call: its cached
 answer is replayed through the same parsing code. A date inside the window (late settlement
 corrections happen) or a requested refetch goes to the API. Every call, retries and extra
-pages included, first reserves its unit of the key's daily quota in the warehouse (one atomic
+pages included, first reserves its unit of the key's daily quota (`quota.ApiQuota`: one atomic
 conditional upsert, safe across concurrent runs and processes); a refused reservation raises
-QuotaExceeded and the call is not made, so the counted calls never exceed the quota.
+QuotaExceeded and the call is not made, so the counted calls never exceed the quota. The
+answers are kept in `responses.ResponseCache`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from flower_assets.source.client import AtFlowerClient, CategoryDay, merge_pages
 from flower_assets.source.correction_window import is_refetched
 from flower_assets.source.envelope import parse_page
 from flower_assets.source.errors import SEOUL, QuotaExceeded
+from flower_assets.source.quota import ApiQuota
+from flower_assets.source.responses import ResponseCache
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import API_RESPONSES
 
@@ -89,6 +92,8 @@ class CachedApi:
         self.fingerprint = key_fingerprint(self.client.service_key)
         self.today = self.today or kst_today()
         self.cache_hits = 0
+        self.quota = ApiQuota(self.warehouse)
+        self.responses = ResponseCache(self.warehouse)
         self.client.reserve_call = self.reserve_call
 
     def in_correction_window(self, day: date) -> bool:
@@ -96,7 +101,7 @@ class CachedApi:
 
     def reserve_call(self, day: date, category: Category) -> None:
         """Count one call against today's quota before it is made, or refuse it."""
-        if not self.warehouse.reserve_api_call(self.fingerprint, kst_today(), self.daily_quota):
+        if not self.quota.reserve(self.fingerprint, kst_today(), self.daily_quota):
             raise QuotaExceeded.counted(day, category.label, self.daily_quota, datetime.now(UTC))
 
     def fetch_day(self, day: date, category: Category, ask_again: bool = False) -> CategoryDay:
@@ -107,7 +112,7 @@ class CachedApi:
                 return cached
         # Each call the client makes reserves its unit first (reserve_call): nothing to add here.
         answer = self.client.fetch_day(day, category)
-        self.warehouse.replace_cached_answer(day, category.korean_name, self._pages(answer))
+        self.responses.replace(day, category.korean_name, self._pages(answer))
         return answer
 
     def _pages(self, answer: CategoryDay) -> pl.DataFrame:
@@ -138,7 +143,7 @@ class CachedApi:
 
 def cached_answer(warehouse: Warehouse, day: date, category: Category) -> CategoryDay | None:
     """The stored answer of one date and category, parsed as if it had just been fetched."""
-    cached = warehouse.cached_answer(day, category.korean_name)
+    cached = ResponseCache(warehouse).pages(day, category.korean_name)
     if cached.height == 0:
         return None
     pages = [parse_page(body.encode()).items for body in cached["body"]]

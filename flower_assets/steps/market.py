@@ -22,7 +22,6 @@ from flower_assets.market.history import history_digests, stale_dates
 from flower_assets.market.price_index import chain_links, index_values
 from flower_assets.market.prices import (
     HISTORY_DAYS,
-    RECORD_COLUMNS,
     daily_item_prices,
     variety_price_changes,
 )
@@ -52,9 +51,7 @@ INDEX_METADATA = {c.korean_name: f"index_{c.korean_name}" for c in Category}
 
 
 def _records(wh: Warehouse, first: date, last: date) -> pl.DataFrame:
-    return wh.read_sql(
-        "market_records", (first - timedelta(days=HISTORY_DAYS), last), RECORD_COLUMNS
-    )
+    return wh.market_records(first - timedelta(days=HISTORY_DAYS), last)
 
 
 @dataclass(frozen=True)
@@ -108,9 +105,7 @@ def chain(
         ~pl.col("auction_date").is_in(days) & pl.col("auction_date").is_in(current)
     )
     known = pl.concat([stored.select(LINK_COLUMNS), links])
-    traded = wh.read_sql(
-        "category_dates", (days[-1],), {"auction_date": pl.Date, "flower_gubn": pl.String}
-    )
+    traded = wh.category_dates(days[-1])
     missing = traded.join(known, on=["auction_date", "flower_gubn"], how="anti")
     if missing.height:
         extra = missing["auction_date"].unique().sort().to_list()

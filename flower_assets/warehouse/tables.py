@@ -88,3 +88,8 @@ def _table(table: Table, metadata: sa.MetaData) -> sa.Table:
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 TABLES_BY_NAME: dict[str, sa.Table] = {table.name: _table(table, metadata) for table in TABLES}
+
+
+def core(table: Table | str) -> sa.Table:
+    """The Core table of a warehouse table (or of its name)."""
+    return TABLES_BY_NAME[table if isinstance(table, str) else table.name]

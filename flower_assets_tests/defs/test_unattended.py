@@ -19,6 +19,7 @@ from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.cache import estimate_backfill, kst_today
 from flower_assets.source.categories import Category
 from flower_assets.source.errors import SEOUL
+from flower_assets.source.responses import ResponseCache
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     API_CALL_COUNTS,
@@ -234,7 +235,7 @@ def test_the_quota_stops_a_backfill_cleanly_and_the_estimate_is_right(warehouse_
             ).rows()
         )
         counts = wh.read_table(API_CALL_COUNTS)
-        cached = wh.cached_dates(date(2024, 5, 8), date(2024, 5, 10))
+        cached = ResponseCache(wh).dates(date(2024, 5, 8), date(2024, 5, 10))
         stored = wh.read_range(UPLOAD_LOGS, date(2024, 5, 8), date(2024, 5, 10), ["auction_date"])
     assert raw_dates == {
         (date(2024, 5, 8), "success"),

@@ -38,6 +38,7 @@ from flower_assets.sample.days import answer, envelope
 from flower_assets.sample.fake_at_server import FakeAtServer, Reply
 from flower_assets.source.cache import key_fingerprint, kst_today
 from flower_assets.source.categories import Category
+from flower_assets.source.quota import ApiQuota
 from flower_assets.warehouse.database import Warehouse
 from flower_assets.warehouse.schemas import (
     BIDDING,
@@ -627,7 +628,7 @@ class ShuffledTies:
 
 def counted_calls(url: str, key: str = KEY) -> int:
     with Warehouse.open(url) as wh:
-        return wh.api_calls_on(key_fingerprint(key), kst_today())
+        return ApiQuota(wh).calls_on(key_fingerprint(key), kst_today())
 
 
 @pytest.mark.parametrize("page_size", [50, 100, 500])

@@ -26,13 +26,10 @@ import pytest
 
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.source.categories import Category
+from flower_assets.source.quota import ApiQuota
 from flower_assets.transform import unchanged
-from flower_assets.warehouse.database import (
-    PostgresWarehouse,
-    SqliteWarehouse,
-    Warehouse,
-    display_url,
-)
+from flower_assets.warehouse.connection import PostgresDatabase, SqliteDatabase
+from flower_assets.warehouse.database import Warehouse, display_url
 from flower_assets.warehouse.schemas import UPLOAD_LOGS
 from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, Market, _drop_tables, item
 from flower_assets_tests.source.test_faults_http import (
@@ -126,9 +123,9 @@ def test_an_unreachable_warehouse_fails_fast_naming_it_without_its_password(
 # --- PostgreSQL connection killed while a write is in progress --------------------------------
 
 
-def _terminate(warehouse: PostgresWarehouse) -> None:
+def _terminate(db: PostgresDatabase) -> None:
     """pg_terminate_backend from another connection: the server ends the writer's session."""
-    pid = warehouse._conn.get_backend_pid()
+    pid = db._conn.get_backend_pid()
     admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
     admin.autocommit = True
     try:
@@ -148,7 +145,7 @@ def test_a_connection_killed_mid_write_rolls_the_date_back_and_a_rerun_converges
     load(url, instance, version_a())
     old = partition_version(url)
     killed: list[str] = []
-    insert, upsert = PostgresWarehouse._insert, PostgresWarehouse._upsert
+    insert, upsert = PostgresDatabase.insert, PostgresDatabase.upsert
 
     def killing_insert(self, cursor, table, frame):
         insert(self, cursor, table, frame)  # the rows are written, not committed
@@ -156,14 +153,14 @@ def test_a_connection_killed_mid_write_rolls_the_date_back_and_a_rerun_converges
             killed.append(table.name)
             _terminate(self)
 
-    def killing_upsert(self, cursor, sql_name, rows):
-        upsert(self, cursor, sql_name, rows)
-        if sql_name == f"upsert_{target}" and not killed:
-            killed.append(sql_name)
+    def killing_upsert(self, cursor, table, statement, frame):
+        upsert(self, cursor, table, statement, frame)
+        if table.name == target and not killed:
+            killed.append(table.name)
             _terminate(self)
 
-    monkeypatch.setattr(PostgresWarehouse, "_insert", killing_insert)
-    monkeypatch.setattr(PostgresWarehouse, "_upsert", killing_upsert)
+    monkeypatch.setattr(PostgresDatabase, "insert", killing_insert)
+    monkeypatch.setattr(PostgresDatabase, "upsert", killing_upsert)
     new = version_b()
     with FakeAtServer(new.rows_for) as server:
         result = run(url, instance, server.url)
@@ -195,20 +192,21 @@ import json, os, sys, time
 import dagster as dg
 from flower_assets.defs.auction.assets import flower_auction_assets
 from flower_assets.defs.resources import AtApiResource, PriceIndexSettings, QuarantineThreshold, WarehouseResource
-from flower_assets.warehouse.database import PostgresWarehouse, SqliteWarehouse, Warehouse
+from flower_assets.warehouse.connection import PostgresDatabase, SqliteDatabase
+from flower_assets.warehouse.database import Warehouse
 
 url, api_url, day, home, hook, report = sys.argv[1:]
 kind, _, arg = hook.partition(":")
 
 if kind == "hold":
-    for cls in (SqliteWarehouse, PostgresWarehouse):
-        def _insert(self, cursor, table, frame, _insert=cls._insert):
+    for cls in (SqliteDatabase, PostgresDatabase):
+        def insert(self, cursor, table, frame, _insert=cls.insert):
             _insert(self, cursor, table, frame)
             if table.name == arg:
                 with open(report + ".inside", "w") as f:
                     f.write(str(os.getpid()))
                 time.sleep(600)  # rows written, transaction open: killed here
-        cls._insert = _insert
+        cls.insert = insert
 elif kind == "meet":
     replace = Warehouse.replace_raw
     def replace_raw(self, *args, **kwargs):
@@ -408,14 +406,15 @@ def reserve_many(url: str, fingerprint: str, kst_date: str, quota: int, tries: i
     """One run's worth of call reservations on its own connection; how many were granted."""
     with Warehouse.open(url) as wh:
         day = date.fromisoformat(kst_date)
-        return sum(wh.reserve_api_call(fingerprint, day, quota) for _ in range(tries))
+        quota_ = ApiQuota(wh)
+        return sum(quota_.reserve(fingerprint, day, quota) for _ in range(tries))
 
 
 @pytest.mark.parametrize("workers", ["processes", "threads"])
 def test_concurrent_call_reservations_never_exceed_the_daily_quota(workers, warehouse_url):
     quota, runs, tries = 60, 3, 40  # 120 calls wanted, 60 allowed
     with Warehouse.open(warehouse_url) as wh:
-        assert wh.reserve_api_call("otherkey", date(2024, 5, 10), quota)  # another key: its own
+        assert ApiQuota(wh).reserve("otherkey", date(2024, 5, 10), quota)  # another key: its own
     if workers == "processes":
         pool = ProcessPoolExecutor(runs, mp_context=multiprocessing.get_context("spawn"))
     else:
@@ -425,20 +424,21 @@ def test_concurrent_call_reservations_never_exceed_the_daily_quota(workers, ware
         granted = [f.result() for f in [pool.submit(reserve_many, *args) for _ in range(runs)]]
     assert sum(granted) == quota, granted
     with Warehouse.open(warehouse_url) as wh:
-        assert wh.api_calls_on("samekey", date(2024, 5, 10)) == quota
-        assert wh.api_calls_on("otherkey", date(2024, 5, 10)) == 1
+        counts = ApiQuota(wh)
+        assert counts.calls_on("samekey", date(2024, 5, 10)) == quota
+        assert counts.calls_on("otherkey", date(2024, 5, 10)) == 1
         # Used up: refused, and the refusal counts nothing.
-        assert not wh.reserve_api_call("samekey", date(2024, 5, 10), quota)
-        assert wh.api_calls_on("samekey", date(2024, 5, 10)) == quota
+        assert not counts.reserve("samekey", date(2024, 5, 10), quota)
+        assert counts.calls_on("samekey", date(2024, 5, 10)) == quota
         # A quota of 0 allows nothing, not even a first call.
-        assert not wh.reserve_api_call("newkey", date(2024, 5, 10), 0)
-        assert wh.api_calls_on("newkey", date(2024, 5, 10)) == 0
+        assert not counts.reserve("newkey", date(2024, 5, 10), 0)
+        assert counts.calls_on("newkey", date(2024, 5, 10)) == 0
 
 
 def _open_at_once(path: str, barrier, answers) -> None:
     barrier.wait()
     try:
-        SqliteWarehouse(f"sqlite:///{path}").close()
+        SqliteDatabase(f"sqlite:///{path}").close()
         answers.put("ok")
     except Exception as exc:  # the test reports it
         answers.put(repr(exc))

@@ -247,7 +247,7 @@ def test_first_use_of_an_empty_warehouse_migrates_it_and_later_uses_only_read_it
     assert migrate.current(warehouse_url) == migrate.head()
     assert with_connection(warehouse_url, lambda c: migrate.differences(c, tables.metadata)) == []
     with Warehouse.open(warehouse_url) as wh:
-        assert wh._schema_revision() == migrate.head()
+        assert wh.db.schema_revision() == migrate.head()
     with_connection(
         warehouse_url, lambda c: (c.exec_driver_sql("DROP TABLE someone_elses"), c.commit())
     )
@@ -463,13 +463,14 @@ FIRST_RUN = textwrap.dedent(
     import os, sys, time
     from datetime import date
     from flower_assets.defs.resources import WarehouseResource
+    from flower_assets.source.quota import ApiQuota
 
     url, gate, number = sys.argv[1:]
     open(os.path.join(gate, f"ready_{number}"), "w").close()
     while not os.path.exists(os.path.join(gate, "go")):
         time.sleep(0.005)
     with WarehouseResource(url=url).open() as wh:
-        assert wh.reserve_api_call(f"key{number}", date(2024, 5, 10), 10)
+        assert ApiQuota(wh).reserve(f"key{number}", date(2024, 5, 10), 10)
     """
 )
 RUNS = 8

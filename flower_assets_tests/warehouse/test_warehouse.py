@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
+from flower_assets.source.responses import ResponseCache
 from flower_assets.warehouse.database import Warehouse, display_url
 from flower_assets.warehouse.schemas import (
     API_RESPONSES,
@@ -178,9 +179,9 @@ def cached_pages(body: str) -> pl.DataFrame:
 
 def test_two_runs_caching_the_same_answer_at_once_keep_the_later_one(warehouse_url, monkeypatch):
     with Warehouse.open(warehouse_url) as wh:
-        kind = type(wh)
+        kind = type(wh.db)
     inserted, release = threading.Event(), threading.Event()
-    insert = kind._insert
+    insert = kind.insert
 
     def insert_and_hold(self, cursor, table, frame):
         insert(self, cursor, table, frame)
@@ -188,14 +189,14 @@ def test_two_runs_caching_the_same_answer_at_once_keep_the_later_one(warehouse_u
             inserted.set()
             release.wait(30)
 
-    monkeypatch.setattr(kind, "_insert", insert_and_hold)
+    monkeypatch.setattr(kind, "insert", insert_and_hold)
     errors: list[BaseException] = []
 
     def cache(body: str) -> None:
         # Each run has its own connection, as two processes would.
         try:
             with Warehouse.open(warehouse_url) as wh:
-                wh.replace_cached_answer(D1, "절화", cached_pages(body))
+                ResponseCache(wh).replace(D1, "절화", cached_pages(body))
         except BaseException as exc:
             errors.append(exc)
 
@@ -210,4 +211,4 @@ def test_two_runs_caching_the_same_answer_at_once_keep_the_later_one(warehouse_u
     later.join(30)
     assert errors == []
     with Warehouse.open(warehouse_url) as wh:
-        assert wh.cached_answer(D1, "절화")["body"].to_list() == ["later"]
+        assert ResponseCache(wh).pages(D1, "절화")["body"].to_list() == ["later"]
