@@ -54,7 +54,7 @@ def explained(wh: Warehouse, asset: str, day: date, report: DateReport) -> DateR
     """A date's report whose zeros say why: no auction that day, and the latest that had one."""
     if report.metadata.get("dagster/row_count") != 0 or LOAD_FAILED in report.metadata:
         return report
-    if any(wh.rows_per_category(RAW, day).values()):
+    if wh.holds_rows(RAW, day):
         return report  # an auction whose rows were all held back: the report says by what
     said: dict[str, object] = {NO_AUCTION: no_auction(day)}
     if (latest := wh.latest_auction_before(day)) is not None:

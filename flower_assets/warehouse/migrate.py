@@ -30,7 +30,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from flower_assets.warehouse import tables
-from flower_assets.warehouse.database import display_url, sqlite_path
+from flower_assets.warehouse.connection import display_url, sqlite_path
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
 BASELINE = "0001"

@@ -48,7 +48,8 @@ def replace(tx: Transaction, auction_date: date, frames: Mapping[Table, pl.DataF
     for table, frame in frames.items():
         tx.lock_partition(table, auction_date)
         tx.execute(statements.delete_partition(table.name), day=auction_date)
-        tx.insert(table, frame.select(table.columns))
+        if frame.height:
+            tx.insert(table, frame.select(table.columns))
 
 
 class PartitionWrites:
@@ -83,7 +84,8 @@ class PartitionWrites:
             )
             corrections = corrections_for(stored)
             replace(tx, auction_date, {RAW: raw})
-            tx.insert(CORRECTIONS, corrections.select(insertable(CORRECTIONS)))
+            if corrections.height:
+                tx.insert(CORRECTIONS, corrections.select(insertable(CORRECTIONS)))
         return corrections
 
     def replace_records(

@@ -1,8 +1,9 @@
 """Each warehouse table declared once, as a pandera model.
 
 From these models come validation, the column schema shown in Dagster's Columns tab, and the
-tables' DDL (see `warehouse.py`). Table-level constraints live in each model's
-`Config.metadata`: the primary key, unique keys, foreign keys and the partition column.
+SQLAlchemy tables (`tables.py`) that the migrations and every warehouse statement are checked
+against or built from. Table-level constraints live in each model's `Config.metadata`: the
+primary key, unique keys, foreign keys and the partition column.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def _judge_against_records(table: Table, check: Check) -> Judge:
         days: list[date],
         settings: CheckSettings,
     ) -> Iterator[tuple[date, dict[Check, Outcome]]]:
-        records = by_date(wh.read_sql("market_records", (days[0], days[-1]), RECORD_COLUMNS))
+        records = by_date(wh.market_records(days[0], days[-1]))
         stored = by_date(wh.read_range(table, days[0], days[-1], table.columns))
         no_records = pl.DataFrame(schema=RECORD_COLUMNS)
         for day in days:
