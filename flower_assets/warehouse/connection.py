@@ -48,6 +48,9 @@ MARKET_LOCK_KEY = zlib.crc32(b"flower_assets market build")
 
 _TIMESTAMP_TEXT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"  # how SQLite keeps a timestamp (and COPY sends one)
 
+# Each statement's compilation per dialect, shared by every connection of the process.
+_COMPILED: dict[tuple[str, int], tuple[sa.Executable, Compiled]] = {}
+
 ALEMBIC_VERSION = sa.table("alembic_version", sa.column("version_num", sa.Text))
 
 
@@ -110,7 +113,6 @@ class Database(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._compiled: dict[int, tuple[sa.Executable, Compiled]] = {}
 
     @property
     def location(self) -> str:
@@ -129,7 +131,7 @@ class Database(ABC):
     def compiled(self, statement: sa.Executable) -> Compiled:
         """The statement compiled for this dialect: once per statement object, unless it holds
         its own list of values (an `IN` list), which is compiled with them each time."""
-        found = self._compiled.get(id(statement))
+        found = _COMPILED.get((self.dialect.name, id(statement)))
         if found is not None:
             return found[1]
         # One row of parameters, never RETURNING: inserts are sent row by row or in bulk.
@@ -140,7 +142,7 @@ class Database(ABC):
                 dialect=self.dialect, compile_kwargs={"render_postcompile": True}, **kw
             )
         # The statement is kept with its compilation: its id is never reused meanwhile.
-        self._compiled[id(statement)] = (statement, compiled)
+        _COMPILED[self.dialect.name, id(statement)] = (statement, compiled)
         return compiled
 
     def bind(self, statement: sa.Executable, values: Mapping[str, Any]) -> tuple[str, tuple]:
