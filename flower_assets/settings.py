@@ -199,6 +199,16 @@ daily_quota: Setting[int] = Setting(
     expected="a whole number of at least 1, e.g. 1000",
     default=1000,
 )
+history_reserve_calls: Setting[int] = Setting(
+    variable="FLOWER_HISTORY_RESERVE_CALLS",
+    meaning="Calls of each KST day's quota the `history_backfill` sensor leaves for the daily "
+    "schedule: it loads missing history only with what is left above them. The default covers "
+    "the schedule's window (4 dates x 4 categories = 16 calls with FLOWER_CORRECTION_DAYS=3) "
+    "with room for retries, extra pages and a few runs by hand.",
+    parse=_whole_number(0),
+    expected="a whole number, e.g. 100",
+    default=100,
+)
 page_size: Setting[int] = Setting(
     variable="FLOWER_API_PAGE_SIZE",
     meaning="Rows asked for per API call (countPerPage); keep it above the busiest day: a "
@@ -250,6 +260,7 @@ SETTINGS: tuple[Setting, ...] = (
     correction_days,
     page_size,
     daily_quota,
+    history_reserve_calls,
     max_rejected_share,
     alert_webhook_url,
     ui_base_url,

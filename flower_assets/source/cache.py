@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import polars as pl
 
+from flower_assets.source import clock
 from flower_assets.source.categories import Category
 from flower_assets.source.client import AtFlowerClient, CategoryDay, merge_pages
+from flower_assets.source.clock import kst_today
 from flower_assets.source.correction_window import is_refetched
 from flower_assets.source.envelope import parse_page
-from flower_assets.source.errors import SEOUL, QuotaExceeded
+from flower_assets.source.errors import QuotaExceeded
 from flower_assets.source.quota import ApiQuota
 from flower_assets.source.responses import ResponseCache
 from flower_assets.warehouse.database import Warehouse
@@ -75,10 +77,6 @@ def key_fingerprint(service_key: str) -> str:
     return hashlib.sha256(service_key.encode()).hexdigest()[:12]
 
 
-def kst_today(now: datetime | None = None) -> date:
-    return (now or datetime.now(UTC)).astimezone(SEOUL).date()
-
-
 @dataclass
 class CachedApi:
     client: AtFlowerClient
@@ -102,7 +100,7 @@ class CachedApi:
     def reserve_call(self, day: date, category: Category) -> None:
         """Count one call against today's quota before it is made, or refuse it."""
         if not self.quota.reserve(self.fingerprint, kst_today(), self.daily_quota):
-            raise QuotaExceeded.counted(day, category.label, self.daily_quota, datetime.now(UTC))
+            raise QuotaExceeded.counted(day, category.label, self.daily_quota, clock.now())
 
     def fetch_day(self, day: date, category: Category, ask_again: bool = False) -> CategoryDay:
         """The date's answer for one category; `ask_again` bypasses the cache for it."""
