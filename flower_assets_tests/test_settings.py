@@ -24,6 +24,7 @@ REFUSED = {
     "FLOWER_CORRECTION_DAYS": ("-1", "'-1'"),
     "FLOWER_API_DAILY_QUOTA": ("0", "'0'"),
     "FLOWER_API_PAGE_SIZE": ("lots", "'lots'"),
+    "FLOWER_HISTORY_RESERVE_CALLS": ("-10", "'-10'"),
     "FLOWER_ALERT_WEBHOOK_URL": ("hooks.slack.com/services/T0/B0/secret", "(hidden)"),
     "FLOWER_UI_BASE_URL": ("dagster.internal", "'dagster.internal'"),
     "DAGSTER_EVENT_BATCH_SIZE": ("lots", "'lots'"),

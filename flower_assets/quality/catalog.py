@@ -100,13 +100,6 @@ REJECTED_SHARE_WITHIN_THRESHOLD = Check(
     f"(default {settings.max_rejected_share.default:.0%})",
     blocking=True,
 )
-ANSWER_COMPLETE = Check(
-    integrity.answer_complete,
-    "Each category's answer is one page, or its pages repeat no row: ties in totQty reorder "
-    "rows between calls, so a repeated row means the walk skipped as many.",
-    tolerance="nothing: one repeated row fails the date",
-    judges_empty_dates=True,
-)
 NO_DUPLICATE_KEYS = Check(
     integrity.no_duplicate_keys,
     "No two rows share (date, category, item, variety, grade), names compared in their "
@@ -133,7 +126,6 @@ EXPECTED_AUCTION_DAY = Check(
 RAW_CHECKS = (
     SCHEMA_CONFORMS,
     REJECTED_SHARE_WITHIN_THRESHOLD,
-    ANSWER_COMPLETE,
     NO_DUPLICATE_KEYS,
     DATES_MATCH_PARTITION,
     EXPECTED_AUCTION_DAY,
@@ -271,21 +263,17 @@ def judge_raw(
     rejected: pl.DataFrame,
     calendar: pl.DataFrame,
     max_rejected_share: float,
-    pages: dict[str, int],
-    repeated: dict[str, int],
 ) -> dict[Check, Outcome]:
     """Every raw check of one auction date.
 
     `decoded` is the date's raw rows with their items decoded (`item_fields`), `rejected` what
-    quarantine keeps of them, `calendar` rows per earlier date and category, and `pages` /
-    `repeated` how many pages each category's answer took and rows it repeated across them.
+    quarantine keeps of them, and `calendar` rows per earlier date and category.
     """
     return {
         SCHEMA_CONFORMS: SCHEMA_CONFORMS.judge(decoded),
         REJECTED_SHARE_WITHIN_THRESHOLD: REJECTED_SHARE_WITHIN_THRESHOLD.judge(
             decoded.height, rejected, max_rejected_share
         ),
-        ANSWER_COMPLETE: ANSWER_COMPLETE.judge(pages, repeated),
         NO_DUPLICATE_KEYS: NO_DUPLICATE_KEYS.judge(decoded, rejected),
         DATES_MATCH_PARTITION: DATES_MATCH_PARTITION.judge(decoded),
         EXPECTED_AUCTION_DAY: EXPECTED_AUCTION_DAY.judge(day, rows_per_category(decoded), calendar),

@@ -344,28 +344,6 @@ def history_window_start(first_day: date) -> date:
     )
 
 
-def answer_complete(pages: dict[str, int], repeated: dict[str, int]) -> Outcome:
-    """Each category's answer was one page, or its pages repeat no row.
-
-    The server pages over an order that ties make unstable, so a row seen twice in a walk over
-    several pages means the walk skipped as many rows (docs/at-api.md): the date is short.
-    """
-    short = {name: count for name, count in repeated.items() if count}
-    passed = not short
-    summary = (
-        "every category's answer is complete ("
-        + ", ".join(f"{name} {pages.get(name, 0)} page(s)" for name in KOREAN_NAMES)
-        + ")"
-        if passed
-        else "; ".join(
-            f"{name}: {count} rows repeated across {pages.get(name, 0)} pages, so as many were "
-            "skipped (unstable paging): re-fetch with a larger FLOWER_API_PAGE_SIZE"
-            for name, count in short.items()
-        )
-    )
-    return Outcome(passed, summary, {"pages_per_category": pages, "rows_repeated": repeated})
-
-
 def lookalike_twins(master: pl.DataFrame, scope: str) -> pl.DataFrame:
     """Rows of a master whose name looks identical to another row's within its scope.
 

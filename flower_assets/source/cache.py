@@ -19,7 +19,7 @@ import polars as pl
 
 from flower_assets.source import clock
 from flower_assets.source.categories import Category
-from flower_assets.source.client import AtFlowerClient, CategoryDay, merge_pages
+from flower_assets.source.client import AtFlowerClient, CategoryDay
 from flower_assets.source.clock import kst_today
 from flower_assets.source.correction_window import is_refetched
 from flower_assets.source.envelope import parse_page
@@ -130,10 +130,6 @@ class CachedApi:
 
     def _from_cache(self, day: date, category: Category) -> CategoryDay | None:
         answer = cached_answer(self.warehouse, day, category)
-        if answer is not None and answer.pages > 1:
-            # Stored page by page by an earlier version that trusted multi-page walks: it may
-            # lack rows (unstable paging), so the date is asked again, once, and verified.
-            return None
         if answer is not None:
             self.cache_hits += 1
         return answer
@@ -144,25 +140,13 @@ def cached_answer(warehouse: Warehouse, day: date, category: Category) -> Catego
     cached = ResponseCache(warehouse).pages(day, category.korean_name)
     if cached.height == 0:
         return None
-    pages = [parse_page(body.encode()).items for body in cached["body"]]
-    items, duplicates = merge_pages(pages)
+    # One page: the client accepts an answer only as one page holding the whole day.
+    (body,) = cached["body"]
     return CategoryDay(
         day,
         category,
-        items,
+        parse_page(body.encode()).items,
         api_calls=0,
-        pages=len(pages),
-        duplicates_dropped=duplicates,
         fetched_at=cached["fetched_at"][0],
         bodies=[],
     )
-
-
-def answer_pages(warehouse: Warehouse, day: date) -> tuple[dict[str, int], dict[str, int]]:
-    """Per category, the pages of the date's stored answer and the rows repeated across them."""
-    pages, repeated = {}, {}
-    for category in Category:
-        answer = cached_answer(warehouse, day, category)
-        pages[category.korean_name] = answer.pages if answer else 0
-        repeated[category.korean_name] = answer.duplicates_dropped if answer else 0
-    return pages, repeated

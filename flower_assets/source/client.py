@@ -83,29 +83,6 @@ def verifying_page_size(rows_walked: int) -> int:
     return rows_walked + max(100, rows_walked // 10)
 
 
-def merge_pages(pages: list[list[ApiItem]]) -> tuple[list[ApiItem], int]:
-    """The items of consecutive pages, without rows an earlier page already returned.
-
-    Only rows repeated from an earlier page are paging artefacts; a key repeated inside one
-    page is the server's own answer and is kept for quarantine to judge. Fresh answers are
-    always one page now; this reads raw-cache entries stored page by page by earlier versions.
-    """
-    if len(pages) == 1:  # the usual answer: nothing to compare
-        return list(pages[0]), 0
-    seen: set[tuple] = set()
-    items: list[ApiItem] = []
-    duplicates = 0
-    for page in pages:
-        keys = [item.key() for item in page]
-        for item, key in zip(page, keys, strict=True):
-            if key in seen:
-                duplicates += 1
-            else:
-                items.append(item)
-        seen.update(keys)
-    return items, duplicates
-
-
 @dataclass
 class CategoryDay:
     """Everything one category answered for one auction date."""
@@ -114,15 +91,11 @@ class CategoryDay:
     category: Category
     items: list[ApiItem]
     api_calls: int
-    pages: int
-    duplicates_dropped: int
     fetched_at: datetime
     # Each page's body exactly as received, for the raw response cache.
     bodies: list[bytes]
     # countPerPage the stored bodies were asked with (the verifying page's size after a walk).
     page_size: int = 0
-    # Calls spent walking pages before the verifying page (0 for a one-page answer).
-    pages_walked: int = 0
 
 
 @dataclass
@@ -168,7 +141,7 @@ class AtFlowerClient:
         body, page, calls = self._fetch_page(auction_date, category, 1, self.page_size)
         if len(page) < self.page_size:  # the usual answer: one last page, one call
             return CategoryDay(
-                auction_date, category, page, calls, 1, 0, fetched_at, [body], self.page_size
+                auction_date, category, page, calls, fetched_at, [body], self.page_size
             )
         walked = [page]
         for page_number in range(2, self.max_pages + 1):
@@ -217,9 +190,7 @@ class AtFlowerClient:
                 "cannot be proven complete, so nothing is written for this date; raise "
                 "FLOWER_API_PAGE_SIZE above the day's rows and run the date again",
             )
-        return CategoryDay(
-            auction_date, category, page, calls, 1, 0, fetched_at, [body], size, len(walked)
-        )
+        return CategoryDay(auction_date, category, page, calls, fetched_at, [body], size)
 
     def _params(
         self, auction_date: date, category: Category, page_number: int, page_size: int

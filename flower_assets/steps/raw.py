@@ -35,8 +35,6 @@ class Fetched:
 
     raw: pl.DataFrame
     calls: dict[str, int]
-    pages: dict[str, int]
-    repeated: dict[str, int]
 
 
 def fetch_auction_date(api: CachedApi, day: date, ask_again: bool = False) -> Fetched:
@@ -44,14 +42,12 @@ def fetch_auction_date(api: CachedApi, day: date, ask_again: bool = False) -> Fe
 
     `ask_again`: from the API even where the response cache holds an answer.
     """
-    frames, calls, pages, repeated = [], {}, {}, {}
+    frames, calls = [], {}
     for category in Category:
         answer = api.fetch_day(day, category, ask_again)
         calls[category.korean_name] = answer.api_calls
-        pages[category.korean_name] = answer.pages
-        repeated[category.korean_name] = answer.duplicates_dropped
         frames.append(raw_rows(answer.items, day, category, answer.fetched_at))
-    return Fetched(pl.concat(frames), calls, pages, repeated)
+    return Fetched(pl.concat(frames), calls)
 
 
 def store_answer(
@@ -151,13 +147,7 @@ class RawStep:
             loadable, rejected = split_loadable(decoded)
             content = unchanged.content_hash(raw)
             outcomes = catalog.judge_raw(
-                day,
-                decoded,
-                rejected,
-                self.calendar,
-                self.max_rejected_share,
-                fetched.pages,
-                fetched.repeated,
+                day, decoded, rejected, self.calendar, self.max_rejected_share
             )
             blocked = catalog.blocked_by(catalog.RAW_CHECKS, outcomes)
             changed = day not in self.stored or self.stored[day].content_hash != content
@@ -206,7 +196,6 @@ class RawStep:
             "rows_to_quarantine": rejected.height,
             "corrected_rows": changes.height,
             "corrections": revisions.counts(changes),
-            "rows_repeated_across_pages": sum(fetched.repeated.values()),
             "blocked_by": blocked or "none",
             "sample_mode": self.sample_mode,
         }

@@ -93,7 +93,7 @@ def test_dagsters_step_lines_go_to_a_log_file_unless_verbose(tmp_path, home):
     # The check states the UI shows are stored up to date: its first view computes nothing.
     with sqlite3.connect(home / "event_log.db") as db:
         kept = {name for (name,) in db.execute("SELECT check_name FROM flower_asset_check_state")}
-    assert {"answer_complete", "auction_date_loaded", "chain_consistent"} <= kept, kept
+    assert {"schema_conforms", "auction_date_loaded", "chain_consistent"} <= kept, kept
 
     # --verbose: Dagster's lines on the terminal (stderr), no log file.
     verbose = cli(tmp_path, home, "--from", "2024-05-10", "--to", "2024-05-10", "--verbose")

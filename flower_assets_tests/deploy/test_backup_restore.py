@@ -7,8 +7,9 @@ its `pg_restore --create` commands. Every table of both databases then has the s
 databases the same owners and permissions, Dagster opens the instance and shows the same runs
 and materializations, and `flower-assets db upgrade` finds the warehouse current.
 
-SQLite (embedded mode): the page's `sqlite3 .backup` loop and its restore loop, run by bash as
-written, bring back every row of the four database files after later runs changed them.
+SQLite (embedded mode): the page's two procedures (the `sqlite3 .backup` loop while runs go on
+and its restore loop; a copy of the whole directory while nothing runs, restored whole), run by
+bash as written, bring back every row of the four database files after later runs changed them.
 """
 
 from __future__ import annotations
@@ -269,32 +270,49 @@ def home_contents(home: Path) -> dict[str, dict[str, tuple[int, str]]]:
     return {name: sqlite_contents(home / name) for name in (*SQLITE_FILES, WAREHOUSE_FILE)}
 
 
+def page_span(prefix: str) -> str:
+    """The page's backticked command that starts with `prefix`."""
+    (span,) = re.findall(rf"`({re.escape(prefix)}[^`]*)`", PAGE.read_text(encoding="utf-8"))
+    return span
+
+
+@pytest.mark.parametrize("procedure", ["sqlite3 .backup while running", "copy while stopped"])
 def test_the_documented_sqlite_backup_restores_every_row_of_the_embedded_instance(
-    tmp_path, monkeypatch
+    procedure, tmp_path, monkeypatch
 ) -> None:
     home = tmp_path / ".dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     warehouse_url = f"sqlite:///{home / WAREHOUSE_FILE}"
-    backup = page_block("cd .dagster_home && mkdir -p ../backup")
-    restore = page_block("for f in history/runs.db")
-    assert all(name in backup and name in restore for name in (*SQLITE_FILES, WAREHOUSE_FILE))
+    if procedure == "copy while stopped":
+        backup = page_block("cp -a .dagster_home backup")
+        restore = page_span("rm -rf .dagster_home && ")
+    else:
+        backup = page_block("cd .dagster_home && mkdir -p ../backup")
+        restore = page_block("for f in history/runs.db")
+        assert all(name in backup and name in restore for name in (*SQLITE_FILES, WAREHOUSE_FILE))
+
+    def shell(script: str) -> None:
+        subprocess.run(["bash", "-euc", script], cwd=tmp_path, check=True, capture_output=True)
 
     with dg.DagsterInstance.get() as instance:
         materialize(DAYS, warehouse_url, instance)
         before_view = instance_view(instance)
-        # The online backup, while the instance is open, as the page allows.
-        subprocess.run(["bash", "-euc", backup], cwd=tmp_path, check=True, capture_output=True)
+        if procedure == "sqlite3 .backup while running":
+            shell(backup)  # the online backup, while the instance is open, as the page allows
         before = home_contents(home)
-        assert before["history/runs.db"]["runs"][0] == len(DAYS)
-        assert before["event_log.db"]["event_logs"][0] > 0
-        assert before[WAREHOUSE_FILE]["bidding_flowers"][0] > 0
-        # Later runs change every file after the backup.
+    if procedure == "copy while stopped":
+        shell(backup)
+    assert before["history/runs.db"]["runs"][0] == len(DAYS)
+    assert before["event_log.db"]["event_logs"][0] > 0
+    assert before[WAREHOUSE_FILE]["bidding_flowers"][0] > 0
+    # Later runs change every file after the backup.
+    with dg.DagsterInstance.get() as instance:
         materialize([LATER_DAY], warehouse_url, instance)
     assert home_contents(home) != before
 
-    subprocess.run(["bash", "-euc", restore], cwd=tmp_path, check=True, capture_output=True)
+    shell(restore)
     assert home_contents(home) == before
     with dg.DagsterInstance.get() as instance:
         assert instance_view(instance) == before_view

@@ -16,7 +16,6 @@ NAMES = {
     "public_bidding_flowers": [
         "schema_conforms",
         "rejected_share_within_threshold",
-        "answer_complete",
         "no_duplicate_keys",
         "dates_match_partition",
         "expected_auction_day",

@@ -236,12 +236,6 @@ def test_price_rules_tolerate_the_published_share_of_inversions_and_catch_a_brok
     assert not integrity.prices_ordered(broken).passed
 
 
-def test_answer_complete_fails_when_a_walk_over_pages_repeats_rows():
-    assert integrity.answer_complete({"절화": 1}, {"절화": 0}).passed
-    short = integrity.answer_complete({"절화": 3, "난": 1}, {"절화": 7, "난": 0})
-    assert not short.passed and "절화: 7 rows repeated across 3 pages" in short.summary
-
-
 def test_duplicate_keys_compare_names_trimmed_like_quarantine_does():
     assert not duplicate_keys(raw(item(good="레드"), item(good="레드 ", avg_amt="1"))).passed
 

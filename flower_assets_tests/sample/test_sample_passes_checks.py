@@ -12,12 +12,12 @@ pipeline. A (check, date) pair that fails here is a deliberate fault of the samp
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
 import polars as pl
 
+from flower_assets import settings
 from flower_assets.market.price_index import chain_links, index_values
 from flower_assets.quality import catalog, integrity, market
 from flower_assets.sample.days import SAMPLE_PERIOD, sample_rows
@@ -30,8 +30,7 @@ from flower_assets.transform.raw import item_fields, raw_rows
 # (check, auction date) pairs the sample fails on purpose, and what each shows. None for now:
 # the sample is an ordinary market, and the faults are shown by the tests that inject them.
 DELIBERATE: dict[tuple[str, date], str] = {}
-PAGE_SIZE = 5000  # the client's default FLOWER_API_PAGE_SIZE
-MAX_REJECTED_SHARE = 0.01  # the default FLOWER_MAX_REJECTED_SHARE
+MAX_REJECTED_SHARE = settings.max_rejected_share.default
 FETCHED = datetime(2024, 9, 1, tzinfo=UTC)
 
 
@@ -102,10 +101,7 @@ def judged() -> dict[tuple[str, date], integrity.Outcome]:
             .len("rows")
             .select(pl.lit(day).alias("auction_date"), "flower_gubn", pl.col("rows").cast(pl.Int64))
         )
-        pages = {name: math.ceil(rows / PAGE_SIZE) for _, name, rows in counts.rows()}
-        judged_raw = catalog.judge_raw(
-            day, decoded, rejected, calendar, MAX_REJECTED_SHARE, pages, {}
-        )
+        judged_raw = catalog.judge_raw(day, decoded, rejected, calendar, MAX_REJECTED_SHARE)
         outcomes |= {(check.name, day): outcome for check, outcome in judged_raw.items()}
         calendar = pl.concat([calendar, counts])
     records = sample_records()

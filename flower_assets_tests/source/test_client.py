@@ -69,7 +69,7 @@ def test_a_day_that_fits_one_page_costs_exactly_one_call_with_the_documented_par
     recorder = Recorder(market)
     with client_for(recorder) as client:
         day = client.fetch_day(DAY, Category.ORCHIDS)
-    assert (len(day.items), day.api_calls, day.pages) == (120, 1, 1)
+    assert (len(day.items), day.api_calls, len(day.bodies)) == (120, 1, 1)
     params = dict(recorder.requests[0].url.params)
     assert params == {
         "kind": "f001",
@@ -100,7 +100,7 @@ def test_pages_are_walked_only_while_full_then_verified_in_one_page():
     # The walk saw 250 rows; one page with room to spare proves the day has no more.
     assert asked[3][1] == "1" and int(asked[3][0]) > 250 and len(asked) == 4
     assert len(day.items) == 250 and day.api_calls == 4 and client.calls_made == 4
-    assert day.pages == 1 and len(day.bodies) == 1 and day.page_size == int(asked[3][0])
+    assert len(day.bodies) == 1 and day.page_size == int(asked[3][0])
 
 
 def test_an_exactly_full_last_page_costs_one_more_call_that_comes_back_empty():
@@ -145,7 +145,7 @@ def test_a_walk_over_tied_rows_returns_every_served_row_once(page_size):
     assert sorted(i.key() for i in day.items) == sorted(
         i.key() for i in parse_page(envelope("0", "OK", served)).items
     )
-    assert len(day.items) == len(served) and day.duplicates_dropped == 0
+    assert len(day.items) == len(served)
     assert day.api_calls == len(server.requests) == -(-len(served) // page_size) + 1
 
 
@@ -184,7 +184,7 @@ def test_a_key_repeated_within_one_page_is_kept_for_quarantine_to_judge():
         Recorder(Market(), [httpx.Response(200, content=envelope("0", "OK", page))])
     ) as c:
         day = c.fetch_day(DAY, Category.CUT_FLOWERS)
-    assert len(day.items) == 2 and day.duplicates_dropped == 0
+    assert len(day.items) == 2
 
 
 @pytest.mark.parametrize(

@@ -567,7 +567,6 @@ def test_a_walk_whose_pages_overlap_is_replaced_by_one_verified_page(stage):
     assert same_rows(raw_items(stage.url), rows)  # each row once, none skipped
     checks = check_results(result)
     assert checks[("public_bidding_flowers", "no_duplicate_keys")] is True
-    assert checks[("public_bidding_flowers", "answer_complete")] is True
     assert checks[("bidding_flowers", "reconciles_with_raw")] is True
     assert len(partition_version(stage.url)["records"]) == 4
 
@@ -647,7 +646,6 @@ def test_unstable_paging_on_a_busy_day_stores_every_served_row(page_size, wareho
     assert ties.calls == walked + 1 and requests == ties.calls + 3
     # Every call is counted against the quota and shown on the materialization.
     assert raw_metadata(result)["api_calls"] == requests == counted_calls(warehouse_url)
-    assert check_results(result)[("public_bidding_flowers", "answer_complete")] is True
     assert_reconciles(warehouse_url)
 
 

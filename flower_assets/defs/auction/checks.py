@@ -32,7 +32,6 @@ from flower_assets.quality.catalog import (
     MasterChecks,
 )
 from flower_assets.quality.integrity import Outcome
-from flower_assets.source.cache import answer_pages
 from flower_assets.transform import unchanged
 from flower_assets.transform.quarantine import split_loadable
 from flower_assets.transform.raw import item_fields
@@ -64,13 +63,10 @@ def judge_raw(
             continue
         decoded = item_fields(wh.read_partition(RAW, day))
         _, rejected = split_loadable(decoded)
-        pages, repeated = answer_pages(wh, day)
         earlier = calendar.filter(pl.col("auction_date") < day)
         yield (
             day,
-            catalog.judge_raw(
-                day, decoded, rejected, earlier, settings.max_rejected_share, pages, repeated
-            ),
+            catalog.judge_raw(day, decoded, rejected, earlier, settings.max_rejected_share),
         )
 
 
