@@ -49,6 +49,7 @@ def test_dg_checks_and_lists_the_definitions_of_the_defs_folder(tmp_path):
     }
     assert {s["name"] for s in found["sensors"]} == {
         "flower_alerts",
+        "history_backfill",
         "market_after_auctions",
         "release_dead_runs",
         "report_after_market",
