@@ -42,6 +42,9 @@ def test_daemon_runs_a_queued_backfill_within_the_concurrency_limit(
             "FLOWER_API_KEY": TEST_KEY,
             "FLOWER_API_BASE_URL": server.url,
             "FLOWER_DATABASE_URL": postgres_url,
+            # history_backfill stays idle (its reserve takes the whole quota): the test counts
+            # the backfill's own runs and calls.
+            "FLOWER_HISTORY_RESERVE_CALLS": "1000",
         }
         daemon = subprocess.Popen(
             [BIN / "dagster-daemon", "run", "-w", "workspace.yaml"],

@@ -67,6 +67,9 @@ def _instance(tmp_path: Path, monkeypatch, daemon: bool):
             FLOWER_API_KEY=TEST_KEY,
             FLOWER_API_BASE_URL=server.url,
             FLOWER_DATABASE_URL=f"sqlite:///{tmp_path / 'warehouse.sqlite'}",
+            # history_backfill stays idle (its reserve takes the whole quota): only the test's
+            # own runs hold the pool.
+            FLOWER_HISTORY_RESERVE_CALLS="1000",
         )
         argv = [BIN / "dagster-daemon", "run", "-w", "workspace.yaml"]
         process = start(argv, env, tmp_path / "daemon.log") if daemon else None
