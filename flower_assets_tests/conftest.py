@@ -40,8 +40,14 @@ REQUIRE_POSTGRES = os.environ.get("FLOWER_TEST_REQUIRE_POSTGRES", "") == "1"
 TEST_KEY = "0123456789abcdef0123456789abcdef"
 
 
-def _admin_connection():
-    conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+def postgres_admin() -> psycopg2.extensions.connection:
+    """An autocommit connection to the test server; without one the test fails in CI, else skips."""
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
     conn.autocommit = True
     return conn
 
@@ -59,12 +65,7 @@ def dagster_postgres_url() -> Iterator[str]:
 
 
 def _throwaway_database(prefix: str) -> Iterator[str]:
-    try:
-        admin = _admin_connection()
-    except psycopg2.OperationalError as exc:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
+    admin = postgres_admin()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES
+from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, postgres_admin
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DAYS = 5
@@ -35,12 +35,7 @@ def ui_graphql():
 
 def postgres_server() -> str:
     """The test PostgreSQL server as ui_queries.py's --postgres-url (psycopg2), or a skip."""
-    try:
-        psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5).close()
-    except psycopg2.OperationalError as exc:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
+    postgres_admin().close()
     return POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 

@@ -33,7 +33,7 @@ def test_dg_checks_and_lists_the_definitions_of_the_defs_folder(tmp_path):
         "category_price_index",
         "market_report",
     }
-    assert len(found["asset_checks"]) == 22  # the freshness check only with FLOWER_API_KEY
+    assert len(found["asset_checks"]) == 21  # the freshness check only with FLOWER_API_KEY
     assert {j["name"] for j in found["jobs"]} == {
         "flower_auction_job",
         "flower_market_job",

@@ -30,7 +30,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, REPO, REQUIRE_POSTGRES, materialize
+from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, REPO, materialize, postgres_admin
 
 PAGE = REPO / "docs" / "deploy.md"
 COMPOSE = "docker-compose -f deploy/compose.yaml exec -T postgres "
@@ -72,17 +72,6 @@ def documented(command: str) -> list[str]:
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 
-def admin() -> psycopg2.extensions.connection:
-    try:
-        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
-    conn.autocommit = True
-    return conn
-
-
 def pg_env() -> dict[str, str]:
     """libpq's environment for the test server, so the page's commands run unchanged."""
     url = urlsplit(POSTGRES_ADMIN_URL)
@@ -111,7 +100,7 @@ def databases() -> Iterator[dict[str, str]]:
         "FLOWER_DB_USER": f"bk_flower_{suffix}",
         "FLOWER_DB_PASSWORD": uuid.uuid4().hex,
     }
-    conn = admin()
+    conn = postgres_admin()
     try:
         subprocess.run(
             ["sh", str(REPO / "deploy" / "postgres" / "init-databases.sh")],
@@ -149,7 +138,7 @@ def pg_contents(database: str) -> dict[str, tuple[int, str]]:
 
 
 def pg_database_properties(database: str) -> tuple:
-    conn = admin()
+    conn = postgres_admin()
     try:
         with conn.cursor() as cursor:
             cursor.execute(

@@ -34,7 +34,7 @@ import pytest
 from flower_assets.sample.fake_at_server import FakeAtServer
 from flower_assets.sample.market import day_items
 from flower_assets.source.categories import Category
-from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES, TEST_KEY
+from flower_assets_tests.conftest import POSTGRES_ADMIN_URL, TEST_KEY, postgres_admin
 from flower_assets_tests.deploy.compose import DEPLOY, LocalHost, environment, load, read_env_file
 from flower_assets_tests.webui import Ui
 
@@ -97,20 +97,9 @@ class Topology:
         )
 
 
-def admin_connection():
-    try:
-        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}")
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture
 def topology(tmp_path) -> Iterator[Topology]:
-    admin = admin_connection()
+    admin = postgres_admin()
     suffix = uuid.uuid4().hex[:10]
     names = {
         "DAGSTER_DB": f"flower_topology_dagster_{suffix}",
@@ -137,6 +126,10 @@ def topology(tmp_path) -> Iterator[Topology]:
                     "FLOWER_API_BASE_URL": server.url,
                     "FLOWER_ALERT_WEBHOOK_URL": webhook.url,
                     "FLOWER_START_DATE": "2024-05-01",
+                    # The whole quota kept for the daily schedule: history_backfill stays idle,
+                    # so the runs here are the test's own.
+                    "FLOWER_API_DAILY_QUOTA": "1000",
+                    "FLOWER_HISTORY_RESERVE_CALLS": "1000",
                 }.items()
             )
             + "\n"
