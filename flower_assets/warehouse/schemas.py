@@ -458,8 +458,9 @@ class CategoryPriceIndex(pa.DataFrameModel):
         gt=0, description="The index: 100 on base_date, chained through matched pairs"
     )
     chain_link: pl.Float64 = pa.Field(
-        description="ln(index / index on the category's previous auction date): Σ ½(w_s + w_t)"
-        " · ln(p_t / p_s) over the matched pairs; 0 when none matched"
+        description="ln(index / index on the category's previous auction date), from the "
+        "matched variety-and-grade pairs (the formula: flower_assets/market/price_index.py); "
+        "0 when none matched"
     )
     matched_pairs: pl.Int64 = pa.Field(
         ge=0,
