@@ -9,8 +9,8 @@ import dagster as dg
 from flower_assets import settings
 from flower_assets.defs.auction.jobs import flower_auction_job
 from flower_assets.defs.partitions import SEOUL_TIMEZONE
+from flower_assets.source.clock import kst_today
 from flower_assets.source.correction_window import correction_window, latest_auction_date
-from flower_assets.source.errors import SEOUL
 
 # 07:00 in Seoul: the previous day's auctions have settled and been published by then.
 DAILY_CRON = "0 7 * * *"
@@ -18,8 +18,7 @@ DAILY_CRON = "0 7 * * *"
 
 def dates_for_tick(tick: datetime, correction_days: int, first: date) -> list[date]:
     """The tick's correction window (see `corrections`), from the first partition on."""
-    today = tick.astimezone(SEOUL).date()
-    return [day for day in correction_window(today, correction_days) if day >= first]
+    return [day for day in correction_window(kst_today(tick), correction_days) if day >= first]
 
 
 def build_daily_schedule(
@@ -40,10 +39,11 @@ def build_daily_schedule(
     )
     def daily_auction_schedule(context: dg.ScheduleEvaluationContext):
         tick = context.scheduled_execution_time
-        latest = latest_auction_date(tick.astimezone(SEOUL).date())
+        today = kst_today(tick)
+        latest = latest_auction_date(today)
         for day in dates_for_tick(tick, correction_days, settings.start_date()):
             yield dg.RunRequest(
-                run_key=f"{day.isoformat()}@{tick.astimezone(SEOUL).date().isoformat()}",
+                run_key=f"{day.isoformat()}@{today.isoformat()}",
                 partition_key=day.isoformat(),
                 tags={
                     "flower/trigger": "daily",

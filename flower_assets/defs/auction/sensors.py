@@ -12,6 +12,7 @@ from flower_assets.defs.auction.checks import freshness_checks
 from flower_assets.defs.auction.jobs import flower_auction_job
 from flower_assets.defs.dated import BACKFILL_POLICY
 from flower_assets.defs.resources import AtApiResource, WarehouseResource
+from flower_assets.defs.runs import first_under_way
 from flower_assets.source.history import HistoryPlan, plan_history
 from flower_assets.warehouse.schemas import RAW
 
@@ -25,21 +26,7 @@ freshness_sensors = (
     else []
 )
 
-# Runs of these statuses may still spend calls of today's quota.
-_ACTIVE = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 HISTORY_TAG = "flower/history"
-
-
-def _fetching(run: dg.DagsterRun) -> bool:
-    """A run that may call the API: flower_auction_job, or any run that selects the raw table."""
-    if run.job_name == flower_auction_job.name:
-        return True
-    return run.asset_selection is not None and dg.AssetKey(RAW.name) in run.asset_selection
 
 
 def _progress_event(plan: HistoryPlan) -> dg.AssetObservation:
@@ -79,14 +66,8 @@ def history_backfill(
         return dg.SkipReason(
             f"sample mode ({settings.api_key.variable} is unset): there is no history to fetch"
         )
-    busy = next(
-        (
-            run
-            for run in context.instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE))
-            if _fetching(run)
-        ),
-        None,
-    )
+    # A run that may call the API: flower_auction_job, or any run that materializes the raw table.
+    busy = first_under_way(context.instance, {flower_auction_job.name}, {dg.AssetKey(RAW.name)})
     if busy is not None:
         # Its calls are not all counted yet: today's budget is known once it has ended.
         return dg.SkipReason(f"waiting for run {busy.run_id} of {busy.job_name} to end")

@@ -11,31 +11,12 @@ from flower_assets.defs.market.assets import flower_market
 from flower_assets.defs.market.jobs import flower_market_job, flower_report_job
 from flower_assets.defs.market.plan import plan_market
 from flower_assets.defs.resources import PriceIndexSettings, WarehouseResource
-
-# Runs of these statuses may still change the auction records or the market tables.
-_ACTIVE = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
+from flower_assets.defs.runs import first_under_way
 
 # The tables whose runs the market sensor waits for: the auction assets and the market tables.
 _WRITTEN = frozenset(
     {key for asset in flower_auction_assets for key in asset.keys} | set(flower_market.keys)
 )
-
-
-def writes_tables(run: dg.DagsterRun, jobs: set[str]) -> bool:
-    """Whether a run writes auction or market tables: one of `jobs`, or any run (a UI
-    Materialize runs as `__ASSET_JOB`) whose asset selection includes one of them."""
-    if run.job_name in jobs:
-        return True
-    if run.asset_selection is not None:
-        return bool(run.asset_selection & _WRITTEN)
-    # No selection recorded: every asset of the job, which for the implicit job is all of them.
-    return run.job_name.startswith("__ASSET_JOB")
 
 
 def build_market_sensor(
@@ -59,14 +40,7 @@ def build_market_sensor(
         warehouse: WarehouseResource,
         price_index: PriceIndexSettings,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        busy = next(
-            (
-                run
-                for run in context.instance.get_runs(filters=dg.RunsFilter(statuses=_ACTIVE))
-                if writes_tables(run, {auction_job.name, market_job.name})
-            ),
-            None,
-        )
+        busy = first_under_way(context.instance, {auction_job.name, market_job.name}, _WRITTEN)
         if busy is not None:
             written = sorted(
                 key.to_user_string() for key in (busy.asset_selection or frozenset()) & _WRITTEN
